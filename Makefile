@@ -1,0 +1,27 @@
+# Two entry points for a fresh machine: `make demo` and `make test` (see README.md).
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+
+.PHONY: setup demo test lint
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e ".[test]"
+	@# ns-render needs an ffmpeg on PATH; use the one imageio-ffmpeg ships when the system has none
+	command -v ffmpeg >/dev/null || ln -sf "$$($(PY) -c 'import imageio_ffmpeg; print(imageio_ffmpeg.get_ffmpeg_exe())')" $(VENV)/bin/ffmpeg
+	touch $@
+
+setup: $(VENV)/.installed
+
+demo: setup
+	$(VENV)/bin/laser-demo --output-dir demo_output
+
+test: setup
+	$(PY) -m ruff check laser_ns tests
+	$(PY) -m pytest -q tests
+
+lint: setup
+	$(PY) -m ruff check laser_ns tests
+	$(PY) -m ruff format --check laser_ns tests

@@ -1,0 +1,171 @@
+"""LaserDataManager: nerfacto's RGB rays plus language rays from random teacher patches (METHOD.md section 3).
+
+The teacher's dense features are computed once per training image (cached on disk) instead of once per patch
+per step as in the reference; random tile-aligned crops of the cached feature maps keep the patch augmentation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Union
+
+import torch
+import torch.nn.functional as F
+from jaxtyping import Float
+from nerfstudio.cameras.rays import RayBundle
+from nerfstudio.data.datamanagers.base_datamanager import VanillaDataManager, VanillaDataManagerConfig
+from nerfstudio.data.datasets.base_dataset import InputDataset
+from nerfstudio.utils.rich_utils import CONSOLE
+from torch import Tensor
+
+from laser_ns.data.dataparser import LaserDataParserConfig
+from laser_ns.data.semantics import UNLABELLED, read_label_map, read_masks
+
+
+class LaserDataset(InputDataset):
+    """An InputDataset that, when asked to, adds the ground-truth class masks of annotated views."""
+
+    with_segmentation_masks: bool = False
+
+    def get_metadata(self, data: dict) -> dict:
+        if not self.with_segmentation_masks:
+            return {}
+        semantics = self.metadata.get("semantics")
+        original_index = self.metadata["image_indices"][data["image_idx"]]
+        if semantics is None or original_index not in semantics.annotated_masks:
+            return {}
+        masks = torch.from_numpy(read_masks(semantics.annotated_masks[original_index], semantics.class_names))
+        height, width = data["image"].shape[:2]
+        if masks.shape[1:] != (height, width):  # the dataset may be downscaled
+            masks = F.interpolate(masks[None].float(), size=(height, width), mode="nearest")[0] > 0.5
+        return {"segmentation_masks": masks.permute(1, 2, 0)}  # [H, W, C]
+
+    def label_map(self, index: int) -> Tensor | None:
+        """The training label map of image ``index`` as class indices (-1 unlabelled), at the dataset's size."""
+        semantics = self.metadata.get("semantics")
+        if semantics is None or not semantics.label_paths:
+            return None
+        path = semantics.label_paths[Path(self.image_filenames[index]).stem]
+        labels = torch.from_numpy(read_label_map(path, semantics.label_names, semantics.class_names))
+        labels[labels < 0] = UNLABELLED  # the teachers' convention
+        height = int(self.cameras.height[index])
+        width = int(self.cameras.width[index])
+        if labels.shape != (height, width):
+            labels = F.interpolate(labels[None, None].float(), size=(height, width), mode="nearest")[0, 0].long()
+        return labels
+
+
+@dataclass
+class LaserDataManagerConfig(VanillaDataManagerConfig):
+    """RGB rays for the radiance field and tile rays with teacher features for the language fields."""
+
+    _target: type = field(default_factory=lambda: LaserDataManager)
+    dataparser: LaserDataParserConfig = field(default_factory=LaserDataParserConfig)
+    """Reads 3D-OVS/LLFF and nerfstudio scenes."""
+    language_patch_size: int = 256
+    """Side of the square crops, in pixels (a multiple of the teacher's 16-pixel tile), one ray per tile."""
+    language_patches_per_step: int = 8
+    """Crops per training step (reference: 8; 16 for the table scene)."""
+    cache_dir: Path | None = None
+    """Where teacher features are cached; default: <data>/laser_cache."""
+
+
+class LaserDataManager(VanillaDataManager[LaserDataset]):
+    """Adds teacher-feature patches to nerfacto's pixel batches."""
+
+    config: LaserDataManagerConfig
+
+    def __init__(
+        self,
+        config: LaserDataManagerConfig,
+        device: Union[torch.device, str] = "cpu",
+        test_mode: str = "val",
+        world_size: int = 1,
+        local_rank: int = 0,
+        teacher=None,
+        **kwargs,
+    ) -> None:
+        self.__dict__["teacher"] = teacher  # owned by the pipeline; not a submodule, so never saved
+        self.tile_features: list[Tensor] = []
+        super().__init__(
+            config, device=device, test_mode=test_mode, world_size=world_size, local_rank=local_rank, **kwargs
+        )
+
+    def create_eval_dataset(self) -> LaserDataset:
+        dataset = super().create_eval_dataset()
+        dataset.with_segmentation_masks = True
+        return dataset
+
+    def setup_train(self) -> None:
+        super().setup_train()
+        # only a training run needs teacher targets; eval and rendering load a checkpoint instead
+        if self.teacher is not None and self.test_mode == "val":
+            self.tile_features = self._teacher_features()
+
+    # ------------------------------------------------------------------ teacher
+    def _teacher_features(self) -> list[Tensor]:
+        from laser_ns.teachers.cache import FeatureCache
+
+        dataset = self.train_dataset
+        cache_dir = self.config.cache_dir or Path(self.config.dataparser.data) / "laser_cache"
+        labels = [dataset.label_map(i) for i in range(len(dataset))]
+        if labels and labels[0] is None and self.teacher.needs_labels:
+            raise ValueError(
+                f"The label-map teacher needs {Path(self.config.dataparser.data) / 'labels'}/ (METHOD.md section "
+                "11); this scene has none. Add label maps or use the dense CLIP teacher (--pipeline.teacher-type clip)."
+            )
+        if self.teacher.needs_labels:
+            self.teacher.set_class_names(dataset.metadata["class_names"])
+        cache = FeatureCache(cache_dir, self.teacher.identity())
+        images = [dataset.get_image_float32(i)[..., :3] for i in range(len(dataset))]
+        features = cache.features_for_images(self.teacher, images, labels, desc="Teacher features")
+        CONSOLE.print(f"[laser_ns] teacher features for {len(features)} images: {tuple(features[0].shape)} each")
+        return [f.to(self.device) for f in features]
+
+    # ------------------------------------------------------------------ batches
+    def next_train(self, step: int, with_language: bool = True) -> tuple[RayBundle, dict]:
+        self.train_count += 1
+        image_batch = next(self.iter_train_image_dataloader)
+        batch = self.train_pixel_sampler.sample(image_batch)
+        indices = batch["indices"]  # [N, 3] camera, row, col
+        camera_indices = indices[:, :1]
+        coords = indices[:, 1:].float() + 0.5  # pixel centres
+        language = torch.zeros(len(indices), 1, dtype=torch.bool)
+        if with_language and self.tile_features:
+            lang_cameras, lang_coords, clip = self._sample_patches()
+            camera_indices = torch.cat([camera_indices, lang_cameras.to(camera_indices)])
+            coords = torch.cat([coords, lang_coords.to(coords)])
+            language = torch.cat([language, torch.ones(len(lang_cameras), 1, dtype=torch.bool)])
+            batch["clip"] = clip
+        cameras = self.train_ray_generator.cameras
+        ray_bundle = cameras.generate_rays(
+            camera_indices=camera_indices.to(cameras.device), coords=coords.to(cameras.device)
+        )
+        ray_bundle.metadata["language"] = language.to(ray_bundle.origins.device)
+        return ray_bundle, batch
+
+    def _sample_patches(self) -> tuple[Tensor, Float[Tensor, "N 2"], Float[Tensor, "N D"]]:
+        """Random tile-aligned crops: camera index, tile-centre pixel coordinates and teacher feature per ray."""
+        tile_px = self.config.language_patch_size // 16
+        dataset = self.train_dataset
+        image_ids = torch.randint(len(self.tile_features), (self.config.language_patches_per_step,))
+        cameras, coords, feats = [], [], []
+        for image_id in image_ids.tolist():
+            tiles = self.tile_features[image_id]  # [h, w, D]
+            h, w = tiles.shape[:2]
+            ph, pw = min(tile_px, h), min(tile_px, w)
+            top = int(torch.randint(h - ph + 1, ()))
+            left = int(torch.randint(w - pw + 1, ()))
+            rows, cols = torch.meshgrid(torch.arange(top, top + ph), torch.arange(left, left + pw), indexing="ij")
+            height = float(dataset.cameras.height[image_id])
+            width = float(dataset.cameras.width[image_id])
+            # tile centres, in pixels of the dataset image the teacher saw (it may have been resized to 16k)
+            ys = (rows.reshape(-1).float() + 0.5) * height / h
+            xs = (cols.reshape(-1).float() + 0.5) * width / w
+            coords.append(torch.stack([ys, xs], dim=-1))
+            feats.append(tiles[top : top + ph, left : left + pw].reshape(ph * pw, -1))
+            cameras.append(torch.full((ph * pw, 1), image_id, dtype=torch.long))
+        cameras, coords, feats = torch.cat(cameras), torch.cat(coords), torch.cat(feats).float()
+        valid = feats.norm(dim=-1) > 0.5  # tiles with no teacher signal (e.g. unlabelled) are zero vectors
+        return cameras[valid], coords[valid], feats[valid].to(self.device)

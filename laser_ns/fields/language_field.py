@@ -1,0 +1,135 @@
+"""The language fields: a dense-CLIP feature field and the label volume, each on its own hash grid.
+
+Both read positions only (no view direction) and own their spatial grids, so that language losses can never
+reach the density or colour of the radiance field.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+import torch
+from jaxtyping import Float
+from nerfstudio.configs.base_config import InstantiateConfig
+from nerfstudio.data.scene_box import SceneBox
+from nerfstudio.field_components.encodings import HashEncoding
+from nerfstudio.field_components.mlp import MLP
+from nerfstudio.field_components.spatial_distortions import SpatialDistortion
+from torch import Tensor, nn
+
+
+@dataclass
+class HashGridConfig(InstantiateConfig):
+    """A multi-resolution hash grid over the (contracted) scene."""
+
+    _target: type = field(default_factory=lambda: HashGrid)
+    num_levels: int = 12
+    """Number of resolution levels."""
+    base_res: int = 16
+    """Resolution of the coarsest level."""
+    max_res: int = 512
+    """Resolution of the finest level."""
+    log2_hashmap_size: int = 19
+    """Log2 of the number of entries per level."""
+    features_per_level: int = 2
+    """Features stored per entry."""
+
+
+class HashGrid(nn.Module):
+    """Positions -> hash-grid features, with nerfacto's scene contraction and normalisation."""
+
+    def __init__(
+        self,
+        config: HashGridConfig,
+        aabb: Float[Tensor, "2 3"],
+        spatial_distortion: SpatialDistortion | None,
+        implementation: Literal["tcnn", "torch"],
+    ) -> None:
+        super().__init__()
+        self.register_buffer("aabb", aabb.clone().float())
+        self.spatial_distortion = spatial_distortion
+        self.encoding = HashEncoding(
+            num_levels=config.num_levels,
+            min_res=config.base_res,
+            max_res=config.max_res,
+            log2_hashmap_size=config.log2_hashmap_size,
+            features_per_level=config.features_per_level,
+            implementation=implementation,
+        )
+        self.out_dim = config.num_levels * config.features_per_level
+
+    def forward(self, positions: Float[Tensor, "N 3"]) -> Float[Tensor, "N F"]:
+        if self.spatial_distortion is not None:
+            # contraction maps everything into a radius-2 ball; shift to [0, 1] like nerfacto
+            positions = (self.spatial_distortion(positions) + 2.0) / 4.0
+        else:
+            positions = SceneBox.get_normalized_positions(positions, self.aabb)
+        return self.encoding(positions.clamp(0.0, 1.0)).float()
+
+
+@dataclass
+class LanguageFieldConfig(InstantiateConfig):
+    """Dense-CLIP feature field: its hash grid, then a small SiLU MLP to the CLIP dimension."""
+
+    _target: type = field(default_factory=lambda: LanguageField)
+    grid: HashGridConfig = field(default_factory=HashGridConfig)
+    """Spatial encoding of the feature field."""
+    hidden_dim: int = 128
+    """Width of the MLP's hidden layers."""
+    num_hidden_layers: int = 2
+    """Hidden layers of the MLP (the reference uses 2 of 128, SiLU)."""
+
+
+class LanguageField(nn.Module):
+    """Per-sample CLIP features (not normalised; rendering and cosine losses take care of scale)."""
+
+    def __init__(
+        self,
+        config: LanguageFieldConfig,
+        aabb: Float[Tensor, "2 3"],
+        spatial_distortion: SpatialDistortion | None,
+        implementation: Literal["tcnn", "torch"],
+        out_dim: int = 512,
+    ) -> None:
+        super().__init__()
+        self.grid = HashGrid(config.grid, aabb, spatial_distortion, implementation)
+        self.mlp = MLP(
+            in_dim=self.grid.out_dim,
+            num_layers=config.num_hidden_layers + 1,
+            layer_width=config.hidden_dim,
+            out_dim=out_dim,
+            activation=nn.SiLU(),
+            implementation="torch",  # 512 outputs exceed tcnn's fully fused MLP widths
+        )
+
+    def forward(self, positions: Float[Tensor, "N 3"]) -> Float[Tensor, "N D"]:
+        return self.mlp(self.grid(positions))
+
+
+@dataclass
+class LabelVolumeConfig(InstantiateConfig):
+    """The label volume: its own hash grid and one linear layer to the CLIP channels, with a sigmoid."""
+
+    _target: type = field(default_factory=lambda: LabelVolume)
+    grid: HashGridConfig = field(default_factory=HashGridConfig)
+    """Spatial encoding of the label volume."""
+
+
+class LabelVolume(nn.Module):
+    """Per-sample channel activations in [0, 1]; rendered and softmaxed into a distribution over CLIP channels."""
+
+    def __init__(
+        self,
+        config: LabelVolumeConfig,
+        aabb: Float[Tensor, "2 3"],
+        spatial_distortion: SpatialDistortion | None,
+        implementation: Literal["tcnn", "torch"],
+        out_dim: int = 512,
+    ) -> None:
+        super().__init__()
+        self.grid = HashGrid(config.grid, aabb, spatial_distortion, implementation)
+        self.linear = nn.Linear(self.grid.out_dim, out_dim)
+
+    def forward(self, positions: Float[Tensor, "N 3"]) -> Float[Tensor, "N D"]:
+        return torch.sigmoid(self.linear(self.grid(positions)))

@@ -1,0 +1,89 @@
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from laser_ns.components.transient_attention import TransientQueryAttention, TransientQueryAttentionConfig
+
+
+def _naive(module: TransientQueryAttention, x: torch.Tensor) -> torch.Tensor:
+    """Literal METHOD.md section 5, written with explicit weight matrices."""
+    wq, wk, wv = module.to_q.weight.T, module.to_k.weight.T, module.to_v.weight.T  # [in, E]
+    queries = module.transient_queries  # [3E, E]
+    q, k, v = x @ wq, x @ wk, x @ wv
+    a1 = torch.exp(q @ queries.T)
+    a1 = a1 / a1.sum(dim=1, keepdim=True)  # softmax over the 3E queries
+    a2 = torch.exp(queries @ k.T)
+    a2 = a2 / a2.sum(dim=1, keepdim=True)  # softmax over the N samples
+    out = a1 @ (a2 @ v) + q
+    return out @ module.out_proj.weight.T
+
+
+def test_config_builds_module_with_expected_shapes():
+    module = TransientQueryAttentionConfig(in_dim=64, embed_dim=8).setup()
+    assert isinstance(module, TransientQueryAttention)
+    assert module.transient_queries.shape == (24, 8)
+    assert module.to_q.bias is None and module.out_proj.bias is None
+    assert TransientQueryAttentionConfig().setup(embed_dim=16).transient_queries.shape == (48, 16)
+
+
+def test_transient_queries_init_is_small_truncated_normal():
+    torch.manual_seed(0)
+    queries = TransientQueryAttention(512, 48).transient_queries.detach()
+    assert abs(queries.std().item() - 0.02) < 0.004
+    assert queries.abs().max().item() <= 0.04 + 1e-6  # truncated at +-2 std
+
+
+def test_matches_naive_reference():
+    torch.manual_seed(0)
+    module = TransientQueryAttention(in_dim=64, embed_dim=8).double()
+    with torch.no_grad():
+        module.transient_queries.normal_(std=0.5)  # larger than init so the softmaxes are far from uniform
+    x = torch.randn(37, 64, dtype=torch.float64)
+    torch.testing.assert_close(module(x), _naive(module, x))
+
+
+def test_rows_interact_through_the_batch():
+    torch.manual_seed(0)
+    module = TransientQueryAttention(in_dim=16, embed_dim=4)
+    with torch.no_grad():
+        module.transient_queries.normal_(std=1.0)
+    x = torch.randn(10, 16)
+    changed = x.clone()
+    changed[5:] += 3.0
+    # Row 0 is unchanged, but its output depends on the other samples via the pooled summary.
+    assert not torch.allclose(module(x)[0], module(changed)[0])
+
+
+def test_cost_is_linear_in_number_of_samples():
+    module = TransientQueryAttention(in_dim=512, embed_dim=48)
+
+    def flops(n: int) -> int:
+        counter = FlopCounterMode(display=False)
+        with counter, torch.no_grad():
+            module(torch.randn(n, 512))
+        return counter.get_total_flops()
+
+    ratio = flops(4000) / flops(1000)
+    assert 3.9 < ratio < 4.1, ratio  # an N x N step would push this toward 16
+
+
+def test_large_batch_runs_without_quadratic_memory():
+    module = TransientQueryAttention(in_dim=64, embed_dim=8)
+    # 200k x 200k floats would need 160 GB; this passes only if nothing N x N is formed.
+    with torch.no_grad():
+        out = module(torch.randn(200_000, 64))
+    assert out.shape == (200_000, 64)
+
+
+def test_gradients_reach_every_parameter():
+    torch.manual_seed(0)
+    module = TransientQueryAttention(in_dim=32, embed_dim=4)
+    x = torch.randn(20, 32, requires_grad=True)
+    module(x).square().sum().backward()
+    for name, param in module.named_parameters():
+        assert param.grad is not None and param.grad.abs().sum() > 0, name
+    assert x.grad is not None and x.grad.abs().sum() > 0
+
+
+def test_empty_batch():
+    module = TransientQueryAttention(in_dim=32, embed_dim=4)
+    assert module(torch.zeros(0, 32)).shape == (0, 32)

@@ -1,0 +1,36 @@
+"""Shared fixtures: small generated scenes and a tiny laser-lite configuration."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def tiny_scene(tmp_path_factory) -> Path:
+    """An 8-view 64x48 forward-facing tabletop scene with labels and two annotated views (3D-OVS layout)."""
+    from laser_ns.data.synthetic import make_scene
+
+    root = tmp_path_factory.mktemp("tiny_scene") / "scene"
+    make_scene(root, "tabletop", seed=0, num_views=8, width=64, height=48, annotated_views=[0, 5])
+    return root
+
+
+def tiny_pipeline_config(scene: Path, max_steps: int = 20, **model_overrides):
+    """laser-lite shrunk further, on the label-map teacher with hashed text (no CLIP weights)."""
+    from laser_ns.method_configs import laser_lite_config
+
+    config = laser_lite_config()
+    pipeline = config.pipeline
+    pipeline.teacher_type = "labels"
+    pipeline.label_teacher.text_encoder = "hashed"
+    pipeline.datamanager.data = scene
+    pipeline.datamanager.dataparser.data = scene
+    pipeline.datamanager.train_num_rays_per_batch = 64
+    pipeline.datamanager.language_patch_size = 32
+    pipeline.model.max_num_iterations = max_steps
+    pipeline.model.eval_num_rays_per_chunk = 1024
+    for key, value in model_overrides.items():
+        setattr(pipeline.model, key, value)
+    return pipeline

@@ -1,0 +1,152 @@
+"""LaserModel through a real pipeline on a tiny generated scene: phases, losses, switches, outputs."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from tests.conftest import tiny_pipeline_config
+
+
+def build(scene, **overrides):
+    config = tiny_pipeline_config(scene, **overrides)
+    return config.setup(device="cpu", test_mode="val")
+
+
+@pytest.fixture(scope="module")
+def pipeline(tiny_scene):
+    torch.manual_seed(0)
+    return build(tiny_scene)
+
+
+def train_step(pipeline, step: int):
+    model = pipeline.model
+    model.train()
+    model.step = step
+    model.set_phase(step)
+    return pipeline.get_train_loss_dict(step)
+
+
+def test_geometry_phase_has_no_language_loss(pipeline):
+    _, loss_dict, _ = train_step(pipeline, 0)
+    assert "rgb_loss" in loss_dict
+    assert not any(k in loss_dict for k in ("feature_loss", "classification_loss", "self_loss"))
+
+
+def test_language_phase_losses_and_gradients(pipeline):
+    model = pipeline.model
+    language_start, joint_start, switch = model._phase_steps()
+    assert 0 < language_start < joint_start < switch < model.config.max_num_iterations
+    outputs, loss_dict, metrics = train_step(pipeline, language_start)
+    for key in ("feature_loss", "classification_loss", "self_loss", "text_aug_loss", "rgb_loss"):
+        assert key in loss_dict and torch.isfinite(loss_dict[key]), key
+    assert outputs["clip_features"].shape[-1] == 512
+    model.zero_grad(set_to_none=True)
+    sum(loss_dict.values()).backward()
+    # language fields learn; density is frozen and received nothing
+    assert model.language_field.grid.encoding.hash_table.grad is not None
+    assert model.label_volume.linear.weight.grad is not None
+    assert all(p.grad is None for p in model.density_parameters())
+    assert "feature_cosine" in metrics
+
+
+def test_language_never_reaches_density(tiny_scene):
+    """Even with density trainable, the language losses give it no gradient (detached weights and positions)."""
+    pipeline = build(tiny_scene)
+    model = pipeline.model
+    model.train()
+    ray_bundle, batch = pipeline.datamanager.next_train(0, with_language=True)
+    model.step = model._phase_steps()[2]
+    outputs = model(ray_bundle)
+    language = model._language_losses(outputs, batch["clip"])
+    sum(language.values()).backward()
+    assert all(p.grad is None or p.grad.abs().sum() == 0 for p in model.density_parameters())
+    assert all(p.grad is None or p.grad.abs().sum() == 0 for p in model.appearance_parameters())
+
+
+def test_phase_freezing(pipeline):
+    model = pipeline.model
+    language_start, joint_start, _ = model._phase_steps()
+    model.set_phase(0)
+    assert all(p.requires_grad for p in model.density_parameters() + model.appearance_parameters())
+    model.set_phase(language_start)
+    assert not any(p.requires_grad for p in model.density_parameters() + model.appearance_parameters())
+    model.set_phase(joint_start)
+    assert not any(p.requires_grad for p in model.density_parameters())
+    assert all(p.requires_grad for p in model.appearance_parameters())
+
+
+def test_self_cross_switch_uses_adapted_rendered_features(pipeline, monkeypatch):
+    model = pipeline.model
+    _, _, switch = model._phase_steps()
+    calls = []
+    original = model.adapter.forward
+    monkeypatch.setattr(model.adapter, "forward", lambda x: calls.append(x.shape[0]) or original(x))
+    train_step(pipeline, switch - 1)
+    assert len(calls) == 1  # self-training: adapter on the teacher only
+    calls.clear()
+    train_step(pipeline, switch)
+    assert len(calls) == 2  # self-cross: teacher and rendered features
+
+
+@pytest.mark.parametrize(
+    "switch, module, loss",
+    [
+        ("use_adapter", "adapter", "self_loss"),
+        ("use_transient_attention", "transient_attention", None),
+        ("use_label_volume", "label_volume", "classification_loss"),
+        ("use_text_augmentation", None, "text_aug_loss"),
+    ],
+)
+def test_ablation_switch_removes_its_part(tiny_scene, switch, module, loss):
+    pipeline = build(tiny_scene, **{switch: False})
+    model = pipeline.model
+    if module is not None:
+        assert getattr(model, module) is None
+        assert not any(name.startswith(module + ".") for name in model.state_dict())
+    _, loss_dict, _ = train_step(pipeline, model._phase_steps()[2])
+    assert "feature_loss" in loss_dict
+    if loss is not None:
+        assert loss not in loss_dict
+
+
+def test_all_switches_off_is_plain_distillation(tiny_scene):
+    off = dict(use_adapter=False, use_transient_attention=False, use_label_volume=False, use_text_augmentation=False)
+    pipeline = build(tiny_scene, **off)
+    _, loss_dict, _ = train_step(pipeline, pipeline.model._phase_steps()[2])
+    language = {k for k in loss_dict if k not in ("rgb_loss", "interlevel_loss", "distortion_loss")}
+    assert language == {"feature_loss"}
+
+
+def test_render_outputs(pipeline):
+    model = pipeline.model
+    model.eval()
+    camera = pipeline.datamanager.eval_dataset.cameras[0:1]
+    outputs = model.get_outputs_for_camera(camera)
+    h, w = int(camera.height), int(camera.width)
+    assert outputs["rgb"].shape == (h, w, 3)
+    assert outputs["segmentation"].shape == (h, w, 3)
+    assert outputs["segmentation_label_volume"].shape == (h, w, 3)
+    classes = outputs["segmentation_class"]
+    assert classes.min() >= 0 and classes.max() < len(model.class_names)
+    for i in range(len(model.class_names)):
+        relevancy = outputs[f"relevancy_{i}"]
+        assert relevancy.shape == (h, w, 1) and relevancy.min() >= 0 and relevancy.max() <= 1
+    assert not any(v.shape[-1] == 512 for v in outputs.values())  # no heavy features at render time
+
+
+def test_set_queries_changes_relevancy_outputs(pipeline):
+    model = pipeline.model
+    model.eval()
+    camera = pipeline.datamanager.eval_dataset.cameras[0:1]
+    model.set_queries(["red apple"])
+    try:
+        outputs = model.get_outputs_for_camera(camera)
+        assert "relevancy_0" in outputs and "relevancy_1" not in outputs
+    finally:
+        model.set_queries(model.class_names)
+
+
+def test_checkpoint_state_holds_no_teacher_weights(pipeline):
+    keys = list(pipeline.state_dict())
+    assert not any("teacher" in k or "clip_model" in k or "visual" in k for k in keys)
