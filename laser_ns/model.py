@@ -61,8 +61,8 @@ class LaserModelConfig(NerfactoModelConfig):
     """The dense-CLIP feature field."""
     label_volume: LabelVolumeConfig = field(default_factory=LabelVolumeConfig)
     """The label volume (selection field)."""
-    adapter: AdapterConfig = field(default_factory=lambda: AdapterConfig(position_scale=1 / 16))
-    """The adapter applied to teacher and rendered features (unit-norm here, hence the smaller position table)."""
+    adapter: AdapterConfig = field(default_factory=AdapterConfig)
+    """The adapter applied to teacher and rendered features."""
     clip_dim: int = 512
     """Channels of the teacher's features (512 for ViT-B/16)."""
     transient_embed_dim: int = 48
@@ -422,7 +422,6 @@ class LaserModel(NerfactoModel):
 
     def adapted(self, features: Float[Tensor, "N D"]) -> Float[Tensor, "N D"]:
         """The features used for classification: adapter(F) when the adapter is on (METHOD.md section 7)."""
-        features = F.normalize(features, dim=-1)  # the adapter expects unit-norm rows, like the teacher's
         if self.adapter is None:
             return features
         return self.adapter(features)[1]
@@ -495,7 +494,7 @@ class LaserModel(NerfactoModel):
 
     def _language_losses(self, outputs: dict[str, Tensor], teacher: Float[Tensor, "N D"]) -> dict[str, Tensor]:
         cfg = self.config
-        rendered = F.normalize(outputs["clip_features"], dim=-1)  # unit-norm like the teacher's features
+        rendered = outputs["clip_features"]
         _, _, switch = self._phase_steps()
         self_cross = cfg.use_self_cross and self.step >= switch
         result: dict[str, Tensor] = {}

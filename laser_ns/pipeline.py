@@ -82,6 +82,10 @@ class LaserPipeline(VanillaPipeline):
         if world_size > 1:
             self._model = typing.cast(Model, DDP(self._model, device_ids=[local_rank], find_unused_parameters=True))
             dist.barrier(device_ids=[local_rank])
+        # --- viewer panel (laser_ns/viewer.py): the viewer finds public ViewerElements on the pipeline ---
+        from laser_ns.viewer import LaserViewerControls
+
+        self.viewer_controls = LaserViewerControls(self.laser_model)
 
     def _load_geometry(self, path: Path) -> None:
         checkpoint, run_dir = find_checkpoint(path)

@@ -65,8 +65,9 @@ class AdapterConfig(InstantiateConfig):
     max_tokens: int = 16384
     """Most rows accepted in one call; the attention is N x N, so larger inputs must be split into chunks."""
     position_scale: float = 1.0
-    """Multiplier of the sinusoidal table. Its rows have norm sqrt(dim/2) (16 at 512), sized for raw CLIP features;
-    laser_ns feeds unit-norm features, so LaserModel's default uses 1/16 to keep positions from drowning them."""
+    """Multiplier of the sinusoidal table (rows have norm sqrt(dim/2), 16 at 512). 1.0 is the method as published;
+    an option because our teachers give unit-norm features (one run at 1/16, with unit-norm rendered features,
+    measured worse on a generated scene)."""
 
     def setup(self, **kwargs) -> "Adapter":
         """Builds the module from this config; keyword arguments override config fields."""

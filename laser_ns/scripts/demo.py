@@ -27,7 +27,7 @@ class Demo:
     """Everything goes here: scene/, runs/, eval/ and segmentation.mp4."""
     preset: str = "tabletop"
     """Which generated scene (see laser-make-scene --help)."""
-    steps: int = 600
+    steps: int = 1500
     """Training steps."""
     seed: int = 0
     """Scene seed."""
@@ -60,7 +60,7 @@ class Demo:
             [
                 _tool("ns-render"), "interpolate", "--load-config", str(config),
                 "--rendered-output-names", "rgb", "segmentation", "--interpolation-steps", "8",
-                "--pose-source", "train", "--frame-rate", "12", "--output-path", str(video),
+                "--pose-source", "eval", "--frame-rate", "8", "--output-path", str(video),
             ]
         )  # fmt: skip
         metrics = json.loads((out / "eval" / "metrics.json").read_text())

@@ -1,0 +1,309 @@
+"""Viewer panel "Laser: talk to the scene": type queries, pick relevancy or segmentation, read the class legend.
+
+How nerfstudio 1.1.5 finds and refreshes it (facts this module relies on):
+
+- ``Viewer.__init__`` walks the pipeline with ``nerfstudio.viewer.utils.parse_object``: every public attribute
+  (not starting with ``_``) of the pipeline and, recursively, of its nn.Module attributes; each ``ViewerElement``
+  found is installed once, inside folders named after its attribute path below a "Custom Elements" folder. The
+  walk does not look inside a ``ViewerElement``. :class:`LaserViewerControls` is therefore itself the element
+  (an nn.Module without parameters that is also a ``ViewerElement``): attached as a public attribute of the
+  pipeline it lands directly in "Custom Elements" and opens its own clearly named folder, with its controls in a
+  fixed order (the walk would otherwise sort them alphabetically by attribute name).
+- After installing an element the viewer replaces its ``cb_hook`` with one that runs the old hook under the
+  viewer's train lock (the lock the render thread also holds) and then re-renders every client. The controls
+  here forward every child's change to that hook, so a change never races a frame and shows on the next one,
+  without restarting training or the viewer.
+- The "Output type" dropdown is refreshed by the render thread whenever a frame's set of output names differs
+  from the previous frame's (``RenderStateMachine._send_output_to_viewer``); when the selected output disappears
+  (queries cleared) viser falls back to the first option, ``rgb``. New ``relevancy_<i>`` outputs therefore appear
+  in the dropdown one frame after a query is typed.
+- viser's markdown (MDX with ``rehype-color-chips``) draws a colour chip after inline code that holds a colour
+  such as ``#e61a1a``; the legend uses it. viser serves its prebuilt web client from the installed package, so
+  the viewer page works offline.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
+
+from nerfstudio.utils.rich_utils import CONSOLE
+from nerfstudio.viewer.viewer_elements import (
+    ViewerCheckbox,
+    ViewerDropdown,
+    ViewerElement,
+    ViewerParameter,
+    ViewerSlider,
+    ViewerText,
+)
+from torch import nn
+
+PANEL_LABEL = "Laser: talk to the scene"
+"""Title of the viewer folder that holds the controls."""
+QUERY_SEPARATOR = ";"
+"""Separates several queries typed into one text box."""
+MODES = ("relevancy", "segmentation")
+"""Values of ``model.query_mode``: open-vocabulary relevancy, or closed-set segmentation over the scene's classes."""
+MAX_QUERIES = 16
+"""Queries beyond this many are dropped: each one adds outputs to every frame."""
+MAX_QUERY_CHARS = 300
+"""Longer queries are shortened: CLIP's text encoder reads at most 77 tokens anyway."""
+DEFAULT_NEGATIVES = ("object", "things", "stuff", "texture")
+"""LERF's canonical negatives, used when the model does not say which it has."""
+
+
+class QueryableModel(Protocol):
+    """The model hooks the panel drives (implemented by :class:`laser_ns.model.LaserModel`)."""
+
+    queries: list[str]
+    query_mode: str
+    composite_threshold: float
+    segment_with_label_volume: bool
+
+    def set_queries(self, queries: Sequence[str]) -> None: ...
+
+    def set_negatives(self, negatives: Sequence[str]) -> None: ...
+
+    def segmentation_legend(self) -> list[tuple[str, tuple[int, int, int]]]: ...
+
+
+class ControlError(Exception):
+    """A value typed into the panel that cannot be applied; its message is shown in the panel."""
+
+
+def clean_text(text: str) -> str:
+    """NFC-normalised text with control and format characters (newlines, tabs, zero-width) turned into spaces."""
+    text = unicodedata.normalize("NFC", text)
+    text = "".join(" " if unicodedata.category(ch)[0] == "C" else ch for ch in text)
+    return " ".join(text.split())
+
+
+def parse_queries(text: str) -> list[str]:
+    """The non-empty, cleaned pieces of ``text`` split at ``;`` ("red apple; table" -> ["red apple", "table"])."""
+    return [piece for piece in (clean_text(part) for part in text.split(QUERY_SEPARATOR)) if piece]
+
+
+def describe_queries(queries: Sequence[str]) -> str:
+    """Which output shows which query: '2 queries: relevancy_0 = red apple, relevancy_1 = table.'"""
+    names = ", ".join(f"relevancy_{i} = {query}" for i, query in enumerate(queries))
+    return f"{len(queries)} {'query' if len(queries) == 1 else 'queries'}: {names}."
+
+
+def legend_markdown(legend: Sequence[tuple[str, tuple[int, int, int]]]) -> str:
+    """One line per class: a colour chip (viser draws it after inline code holding a hex colour) and the name."""
+    if not legend:
+        return "**Legend** (segmentation): no classes."
+    lines = ["**Legend** (segmentation colours)", ""]
+    for name, (r, g, b) in legend:
+        lines.append(f"- `#{int(r):02x}{int(g):02x}{int(b):02x}` {escape_markdown(name)}")
+    return "\n".join(lines)
+
+
+def escape_markdown(text: str) -> str:
+    """Text shown literally by viser's MDX renderer: markup characters become numeric character references."""
+    special = set("\\`*_{}[]<>#|~&")  # inline markup, MDX expressions and JSX; messages never start a line
+    return "".join(f"&#{ord(ch)};" if ch in special else ch for ch in text)
+
+
+class LaserViewerControls(nn.Module, ViewerElement[str]):
+    """The panel's controls; attach it as a public attribute of the pipeline. Holds no parameters.
+
+    Each handler (``apply_queries``, ``apply_mode``, ...) applies one control's value to the model and returns the
+    message shown in the panel; a value that cannot be applied leaves the model as it was and explains why.
+    """
+
+    def __init__(self, model: QueryableModel) -> None:
+        nn.Module.__init__(self)
+        ViewerElement.__init__(self, name=PANEL_LABEL, cb_hook=self._dispatch)
+        # Kept out of the module tree: the model belongs to the pipeline, and registering it here would save it twice.
+        self.__dict__["_model"] = model
+        queries = list(getattr(model, "queries", []) or [])
+        self.status = describe_queries(queries) if queries else "Type what to look for, e.g. 'red apple; table'."
+        self._status_handle: Any = None
+        self._legend_handle: Any = None
+
+        initial_queries = "; ".join(queries)
+        config_negatives = getattr(getattr(model, "config", None), "negatives", None) or DEFAULT_NEGATIVES
+        mode = getattr(model, "query_mode", MODES[0])
+        self.queries_text = ViewerText(
+            "Queries",
+            initial_queries,
+            hint="What to look for; separate several with ';' (e.g. 'red apple; table'). "
+            "Each becomes relevancy_<i> and composited_<i> in 'Output type'. Empty clears.",
+        )
+        self.mode = ViewerDropdown(
+            "Mode",
+            mode if mode in MODES else MODES[0],
+            list(MODES),
+            hint="relevancy: LERF-style score of each query against the negatives. "
+            "segmentation: each pixel gets the scene's class (or typed query) it matches best.",
+        )
+        self.negatives_text = ViewerText(
+            "Negatives",
+            "; ".join(config_negatives),
+            hint="Canonical phrases every query competes against in relevancy mode; separate with ';'.",
+        )
+        self.threshold = ViewerSlider(
+            "Threshold",
+            float(getattr(model, "composite_threshold", 0.5)),
+            0.0,
+            1.0,
+            0.01,
+            hint="composited_<i>: relevancy above this is highlighted over the RGB image.",
+        )
+        self.use_label_volume = ViewerCheckbox(
+            "Use label volume",
+            bool(getattr(model, "segment_with_label_volume", False)),
+            hint="Segment with the label volume (on) or with the distilled CLIP features (off).",
+        )
+        self._handlers: dict[int, Callable[[Any], str]] = {
+            id(self.queries_text): lambda element: self.apply_queries(element.value),
+            id(self.mode): lambda element: self.apply_mode(element.value),
+            id(self.negatives_text): lambda element: self.apply_negatives(element.value),
+            id(self.threshold): lambda element: self.apply_threshold(element.value),
+            id(self.use_label_volume): lambda element: self.apply_label_volume(element.value),
+        }
+        self._applied_queries: list[str] | None = None
+        for element in self.children_elements():
+            # Looked up at call time: the viewer wraps this panel's cb_hook with its lock and a re-render.
+            element.cb_hook = lambda element: self.cb_hook(element)
+
+    @property
+    def model(self) -> QueryableModel:
+        """The model the controls drive."""
+        return self.__dict__["_model"]
+
+    def children_elements(self) -> list[ViewerParameter]:
+        """The panel's input elements, in display order."""
+        return [self.queries_text, self.mode, self.negatives_text, self.threshold, self.use_label_volume]
+
+    # ------------------------------------------------------------------ viewer element
+    def _create_gui_handle(self, viser_server: Any) -> None:
+        self.gui_handle = viser_server.gui.add_folder(PANEL_LABEL)
+
+    def install(self, viser_server: Any) -> None:
+        """Adds the folder, the inputs, the status line and the legend to the viewer (called by nerfstudio)."""
+        self._create_gui_handle(viser_server)
+        with self.gui_handle:
+            for element in self.children_elements():
+                element.install(viser_server)
+            self._status_handle = viser_server.gui.add_markdown(escape_markdown(self.status))
+            self._legend_handle = viser_server.gui.add_markdown(self.legend())
+
+    def _dispatch(self, element: Any) -> None:
+        handler = self._handlers.get(id(element))
+        if handler is not None:
+            handler(element)
+
+    # ------------------------------------------------------------------ handlers
+    def apply_queries(self, text: str) -> str:
+        """Encodes the ';'-separated queries in ``text``; empty or whitespace-only text clears them."""
+
+        def apply() -> str:
+            queries, notes = _limit_queries(parse_queries(text))
+            if queries == self._applied_queries:
+                return self.status  # typing a space or a trailing ';' changes nothing: skip re-encoding
+            _call_hook(self.model, "set_queries", queries)
+            self._applied_queries = queries
+            return ("Queries cleared." if not queries else describe_queries(queries)) + notes
+
+        return self._run("Could not use the queries", apply)
+
+    def apply_negatives(self, text: str) -> str:
+        """Encodes the ';'-separated canonical negatives in ``text``; empty text restores LERF's."""
+
+        def apply() -> str:
+            negatives, notes = _limit_queries(parse_queries(text))
+            _call_hook(self.model, "set_negatives", negatives)  # the model falls back to LERF's on an empty list
+            shown = ", ".join(negatives) if negatives else f"LERF's defaults ({', '.join(DEFAULT_NEGATIVES)})"
+            return f"Negatives: {shown}." + notes
+
+        return self._run("Could not use the negatives", apply)
+
+    def apply_mode(self, mode: str) -> str:
+        """Switches between open-vocabulary relevancy and closed-set segmentation."""
+
+        def apply() -> str:
+            if mode not in MODES:
+                raise ControlError(f"unknown mode {mode!r}; choose one of {', '.join(MODES)}.")
+            _set_attribute(self.model, "query_mode", mode)
+            return f"Mode: {mode}."
+
+        return self._run("Could not switch the mode", apply)
+
+    def apply_threshold(self, value: float) -> str:
+        """Sets the relevancy above which composited_<i> highlights a pixel."""
+
+        def apply() -> str:
+            threshold = float(value)
+            if not 0.0 <= threshold <= 1.0:
+                raise ControlError(f"threshold {threshold} is outside [0, 1]; relevancy is a probability.")
+            _set_attribute(self.model, "composite_threshold", threshold)
+            return f"Threshold: {threshold:.2f}."
+
+        return self._run("Could not set the threshold", apply)
+
+    def apply_label_volume(self, enabled: bool) -> str:
+        """Chooses the label volume (True) or the distilled features (False) for segmentation."""
+
+        def apply() -> str:
+            _set_attribute(self.model, "segment_with_label_volume", bool(enabled))
+            return f"Segmentation uses the {'label volume' if enabled else 'distilled features'}."
+
+        return self._run("Could not switch the segmentation source", apply)
+
+    def legend(self) -> str:
+        """Markdown legend of the segmentation colours (class name -> colour), or why there is none."""
+        hook = getattr(self.model, "segmentation_legend", None)
+        if hook is None:
+            return "**Legend**: this model has no `segmentation_legend()`; update laser_ns."
+        try:
+            return legend_markdown(hook())
+        except Exception as error:  # the panel must survive a broken legend
+            return f"**Legend** unavailable: {escape_markdown(str(error))}"
+
+    def _run(self, action: str, apply: Callable[[], str]) -> str:
+        try:
+            message = apply()
+            markdown = escape_markdown(message)
+        except Exception as error:  # a bad value must never take the viewer down; say what happened instead
+            reason = str(error) if isinstance(error, ControlError) else f"{type(error).__name__}: {error}"
+            message = f"{action}: {reason}"
+            markdown = f"**{escape_markdown(action)}**: {escape_markdown(reason)}"
+            CONSOLE.print(f"[laser_ns] viewer: {message}", markup=False)
+        self.status = message
+        if self._status_handle is not None:
+            self._status_handle.content = markdown
+        if self._legend_handle is not None:
+            self._legend_handle.content = self.legend()
+        return message
+
+
+def _limit_queries(queries: list[str]) -> tuple[list[str], str]:
+    """Applies MAX_QUERIES and MAX_QUERY_CHARS; returns the kept queries and a note saying what was cut."""
+    notes = []
+    if len(queries) > MAX_QUERIES:
+        notes.append(f"only the first {MAX_QUERIES} of {len(queries)} are used")
+        queries = queries[:MAX_QUERIES]
+    long = [i for i, q in enumerate(queries) if len(q) > MAX_QUERY_CHARS]
+    if long:
+        notes.append(
+            f"{'query' if len(long) == 1 else 'queries'} {', '.join(map(str, long))} shortened to "
+            f"{MAX_QUERY_CHARS} characters (CLIP reads at most 77 tokens)"
+        )
+        queries = [q[:MAX_QUERY_CHARS].rstrip() for q in queries]
+    return queries, (" Note: " + "; ".join(notes) + "." if notes else "")
+
+
+def _call_hook(model: Any, name: str, values: list[str]) -> None:
+    hook = getattr(model, name, None)
+    if hook is None:
+        raise ControlError(f"{type(model).__name__} has no {name}(); this laser_ns model is too old for the panel.")
+    hook(values)
+
+
+def _set_attribute(model: Any, name: str, value: Any) -> None:
+    if not hasattr(model, name):
+        raise ControlError(f"{type(model).__name__} has no '{name}'; this laser_ns model is too old for the panel.")
+    setattr(model, name, value)
