@@ -36,8 +36,9 @@ def test_geometry_loads_and_phase_is_skipped(tiny_scene, source):
     pipeline, run_dir = source
     config = tiny_pipeline_config(tiny_scene, geometry_checkpoint=run_dir / "config.yml")
     seeded = config.setup(device="cpu", test_mode="val")
-    for (name, a), b in zip(pipeline.model.field.state_dict().items(), seeded.model.field.state_dict().values()):
-        assert torch.equal(a, b), name
+    loaded = seeded.model.field.state_dict()
+    for name, value in pipeline.model.field.state_dict().items():
+        assert torch.equal(value, loaded[name]), name
     assert seeded.model._phase_steps()[0] == 0
     assert seeded.model.language_active(0)
 
