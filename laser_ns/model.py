@@ -132,15 +132,12 @@ class LaserModel(NerfactoModel):
 
         cfg = self.config
         aabb = self.scene_box.aabb
-        self.language_field = LanguageField(cfg.language_field, aabb, contraction, implementation, cfg.clip_dim)
+        geometry = dict(aabb=aabb, spatial_distortion=contraction, implementation=implementation, out_dim=cfg.clip_dim)
+        self.language_field: LanguageField = cfg.language_field.setup(**geometry)
         self.transient_attention = (
             TransientQueryAttention(cfg.clip_dim, cfg.transient_embed_dim) if cfg.use_transient_attention else None
         )
-        self.label_volume = (
-            LabelVolume(cfg.label_volume, aabb, contraction, implementation, cfg.clip_dim)
-            if cfg.use_label_volume
-            else None
-        )
+        self.label_volume: LabelVolume | None = cfg.label_volume.setup(**geometry) if cfg.use_label_volume else None
         self.adapter: Adapter | None = cfg.adapter.setup(dim=cfg.clip_dim) if cfg.use_adapter else None
 
         # Text embeddings are state: saved so a checkpoint scores its classes even before the teacher is loaded.

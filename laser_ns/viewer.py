@@ -31,6 +31,7 @@ from typing import Any, Protocol
 from nerfstudio.utils.rich_utils import CONSOLE
 from nerfstudio.viewer.viewer_elements import (
     ViewerCheckbox,
+    ViewerControl,
     ViewerDropdown,
     ViewerElement,
     ViewerParameter,
@@ -165,9 +166,10 @@ class LaserViewerControls(nn.Module, ViewerElement[str]):
             id(self.use_label_volume): lambda element: self.apply_label_volume(element.value),
         }
         self._applied_queries: list[str] | None = None
+        # Public so that the viewer's walk finds it and hands it the viewer (ViewerControl._setup).
+        self.viewer_control = ViewerControl()
         for element in self.children_elements():
-            # Looked up at call time: the viewer wraps this panel's cb_hook with its lock and a re-render.
-            element.cb_hook = lambda element: self.cb_hook(element)
+            element.cb_hook = self._forward
 
     @property
     def model(self) -> QueryableModel:
@@ -190,6 +192,14 @@ class LaserViewerControls(nn.Module, ViewerElement[str]):
                 element.install(viser_server)
             self._status_handle = viser_server.gui.add_markdown(escape_markdown(self.status))
             self._legend_handle = viser_server.gui.add_markdown(self.legend())
+
+    def _forward(self, element: Any) -> None:
+        # The viewer runs the panel's hook under the lock that a frame holds while it renders; a full-resolution
+        # frame on a CPU takes seconds, so interrupt it first (as a camera move does) instead of waiting for it.
+        viewer = getattr(self.viewer_control, "viewer", None)
+        if viewer is not None:
+            viewer._trigger_rerender()
+        self.cb_hook(element)  # looked up now: the viewer replaced it with "lock, apply, re-render" after install
 
     def _dispatch(self, element: Any) -> None:
         handler = self._handlers.get(id(element))

@@ -150,3 +150,20 @@ def test_set_queries_changes_relevancy_outputs(pipeline):
 def test_checkpoint_state_holds_no_teacher_weights(pipeline):
     keys = list(pipeline.state_dict())
     assert not any("teacher" in k or "clip_model" in k or "visual" in k for k in keys)
+
+
+def test_dense_clip_teacher_trains_and_stays_out_of_checkpoints(tiny_scene, tmp_path):
+    """The real open_clip path (random weights, no download) through the datamanager, model and state dict."""
+    config = tiny_pipeline_config(tiny_scene)
+    config.teacher_type = "clip"
+    config.teacher.pretrained = None
+    config.teacher.allow_random_weights = True
+    config.datamanager.cache_dir = tmp_path / "cache"
+    pipeline = config.setup(device="cpu", test_mode="val")
+    assert pipeline.datamanager.tile_features[0].shape == (3, 4, 512)  # 48x64 image -> 3x4 tiles
+    assert len(list((tmp_path / "cache").rglob("*.pt"))) == 8  # one cached file per image
+    _, loss_dict, _ = train_step(pipeline, pipeline.model._phase_steps()[0])
+    assert torch.isfinite(loss_dict["feature_loss"])
+    state = pipeline.state_dict()
+    assert sum(v.numel() for v in state.values()) < 10_000_000  # ViT-B/16 alone has ~150M
+    assert not any("visual" in k or "resblocks" in k for k in state)

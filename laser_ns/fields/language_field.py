@@ -93,7 +93,9 @@ class LanguageField(nn.Module):
         out_dim: int = 512,
     ) -> None:
         super().__init__()
-        self.grid = HashGrid(config.grid, aabb, spatial_distortion, implementation)
+        self.grid: HashGrid = config.grid.setup(
+            aabb=aabb, spatial_distortion=spatial_distortion, implementation=implementation
+        )
         self.mlp = MLP(
             in_dim=self.grid.out_dim,
             num_layers=config.num_hidden_layers + 1,
@@ -128,7 +130,9 @@ class LabelVolume(nn.Module):
         out_dim: int = 512,
     ) -> None:
         super().__init__()
-        self.grid = HashGrid(config.grid, aabb, spatial_distortion, implementation)
+        self.grid: HashGrid = config.grid.setup(
+            aabb=aabb, spatial_distortion=spatial_distortion, implementation=implementation
+        )
         self.linear = nn.Linear(self.grid.out_dim, out_dim)
 
     def forward(self, positions: Float[Tensor, "N 3"]) -> Float[Tensor, "N D"]:
