@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: setup demo test lint
+.PHONY: setup browser demo test lint
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -15,10 +15,15 @@ $(VENV)/.installed: pyproject.toml
 
 setup: $(VENV)/.installed
 
+# Debian's headless Chromium for the real-browser viewer test (needs root, as on CI and this project's machines)
+browser:
+	@command -v chromium >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq chromium >/dev/null; } \
+		|| echo "warning: could not install chromium; the browser test will be skipped"
+
 demo: setup
 	$(VENV)/bin/laser-demo --output-dir demo_output
 
-test: setup
+test: setup browser
 	$(PY) -m ruff check laser_ns tests
 	$(PY) -m pytest -q tests
 

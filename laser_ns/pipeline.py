@@ -67,6 +67,9 @@ class LaserPipeline(VanillaPipeline):
         self.datamanager.to(device)
         train_dataset = self.datamanager.train_dataset
         assert train_dataset is not None, "Missing input dataset"
+        if teacher.needs_labels and train_dataset.metadata["class_names"]:
+            # also when only rendering: the label-map teacher's text comes from the class list
+            teacher.set_class_names(train_dataset.metadata["class_names"])
         self._model = config.model.setup(
             scene_box=train_dataset.scene_box,
             num_train_data=len(train_dataset),

@@ -10,9 +10,10 @@ How nerfstudio 1.1.5 finds and refreshes it (facts this module relies on):
   pipeline it lands directly in "Custom Elements" and opens its own clearly named folder, with its controls in a
   fixed order (the walk would otherwise sort them alphabetically by attribute name).
 - After installing an element the viewer replaces its ``cb_hook`` with one that runs the old hook under the
-  viewer's train lock (the lock the render thread also holds) and then re-renders every client. The controls
-  here forward every child's change to that hook, so a change never races a frame and shows on the next one,
-  without restarting training or the viewer.
+  viewer's train lock and then re-renders every client. The render thread holds that lock for a whole frame, and a
+  full-resolution frame on a CPU takes tens of seconds, so a change would wait for it: the panel first interrupts
+  the frame the way a camera move does (through a ``ViewerControl``, which the same walk hands the viewer), then
+  goes through the hook. A change never races a frame and shows on the next one, without restarting anything.
 - The "Output type" dropdown is refreshed by the render thread whenever a frame's set of output names differs
   from the previous frame's (``RenderStateMachine._send_output_to_viewer``); when the selected output disappears
   (queries cleared) viser falls back to the first option, ``rgb``. New ``relevancy_<i>`` outputs therefore appear
@@ -165,7 +166,7 @@ class LaserViewerControls(nn.Module, ViewerElement[str]):
             id(self.threshold): lambda element: self.apply_threshold(element.value),
             id(self.use_label_volume): lambda element: self.apply_label_volume(element.value),
         }
-        self._applied_queries: list[str] | None = None
+        self._applied_queries = queries  # what the model renders now; retyping it costs nothing
         # Public so that the viewer's walk finds it and hands it the viewer (ViewerControl._setup).
         self.viewer_control = ViewerControl()
         for element in self.children_elements():
@@ -198,7 +199,10 @@ class LaserViewerControls(nn.Module, ViewerElement[str]):
         # frame on a CPU takes seconds, so interrupt it first (as a camera move does) instead of waiting for it.
         viewer = getattr(self.viewer_control, "viewer", None)
         if viewer is not None:
-            viewer._trigger_rerender()
+            try:
+                viewer._trigger_rerender()
+            except Exception:  # best effort (a client may be leaving); the change itself must still go through
+                pass
         self.cb_hook(element)  # looked up now: the viewer replaced it with "lock, apply, re-render" after install
 
     def _dispatch(self, element: Any) -> None:
@@ -212,11 +216,10 @@ class LaserViewerControls(nn.Module, ViewerElement[str]):
 
         def apply() -> str:
             queries, notes = _limit_queries(parse_queries(text))
-            if queries == self._applied_queries:
-                return self.status  # typing a space or a trailing ';' changes nothing: skip re-encoding
-            _call_hook(self.model, "set_queries", queries)
-            self._applied_queries = queries
-            return ("Queries cleared." if not queries else describe_queries(queries)) + notes
+            if queries != self._applied_queries:  # typing a space or a trailing ';' does not re-encode
+                _call_hook(self.model, "set_queries", queries)
+                self._applied_queries = queries
+            return (describe_queries(queries) if queries else "Queries cleared.") + notes
 
         return self._run("Could not use the queries", apply)
 
@@ -238,7 +241,9 @@ class LaserViewerControls(nn.Module, ViewerElement[str]):
             if mode not in MODES:
                 raise ControlError(f"unknown mode {mode!r}; choose one of {', '.join(MODES)}.")
             _set_attribute(self.model, "query_mode", mode)
-            return f"Mode: {mode}."
+            if mode == "segmentation":
+                return "Mode: segmentation; typed queries join the scene's classes (output 'segmentation')."
+            return "Mode: relevancy; each query against the negatives (outputs 'relevancy_<i>', 'composited_<i>')."
 
         return self._run("Could not switch the mode", apply)
 

@@ -90,10 +90,12 @@ def test_typing_two_queries_sets_two_queries():
 def test_retyping_the_same_queries_does_not_re_encode():
     model = FakeModel()
     controls = LaserViewerControls(model)
+    controls.apply_queries("floor;  table")  # what the model already renders
     controls.apply_queries("red apple")
     controls.apply_queries("red apple ")
-    controls.apply_queries("red apple;")
+    message = controls.apply_queries("red apple;")
     assert model.calls == [("set_queries", ["red apple"])]
+    assert message == "1 query: relevancy_0 = red apple."
 
 
 @pytest.mark.parametrize("text", ["", "   ", " ; \t;\n"])
@@ -262,13 +264,17 @@ def _render(pipeline, width: int = 16) -> dict[str, torch.Tensor]:
 
 def test_pipeline_carries_the_panel_where_the_viewer_finds_it(pipeline):
     from nerfstudio.viewer.utils import parse_object
-    from nerfstudio.viewer.viewer_elements import ViewerElement
+    from nerfstudio.viewer.viewer_elements import ViewerControl, ViewerElement
 
     found = parse_object(pipeline, ViewerElement, "Custom Elements")
     assert [(path, type(element)) for path, element in found] == [
         ("Custom Elements/viewer_controls", LaserViewerControls)
     ]
     assert found[0][1].model is pipeline.model
+    controls = parse_object(pipeline, ViewerControl, "Custom Elements")
+    assert [(path, control) for path, control in controls] == [
+        ("Custom Elements/viewer_controls/viewer_control", pipeline.viewer_controls.viewer_control)
+    ]
     assert not any("viewer_controls" in key for key in pipeline.state_dict())
 
 
@@ -295,3 +301,22 @@ def test_the_viewer_can_walk_a_pipeline_loaded_for_viewing(tiny_scene):
     viewing = tiny_pipeline_config(tiny_scene).setup(device="cpu", test_mode="test")
     found = parse_object(viewing, ViewerElement, "Custom Elements")
     assert [path for path, _ in found] == ["Custom Elements/viewer_controls"]
+
+
+def test_a_change_interrupts_the_frame_before_taking_the_render_lock():
+    model = FakeModel()
+    controls = LaserViewerControls(model)
+    events = []
+
+    class FakeViewer:
+        viser_server = None
+
+        def _trigger_rerender(self) -> None:
+            events.append("interrupt")
+
+    controls.viewer_control._setup(FakeViewer())  # what the viewer does to every ViewerControl it finds
+    original = controls.cb_hook
+    controls.cb_hook = lambda element: [events.append("lock"), original(element)]
+    controls.queries_text.value = "red apple"
+    controls.queries_text.cb_hook(controls.queries_text)
+    assert events == ["interrupt", "lock"] and model.queries == ["red apple"]

@@ -83,10 +83,17 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
+_WATCHED: list[tuple[str, subprocess.Popen, Path]] = []
+"""Running servers (name, process, log): if one exits, any wait fails at once and shows its log."""
+
+
 def _wait(what: str, condition: Callable[[], Any], timeout: float, interval: float = 0.25) -> Any:
     """Polls ``condition`` until it returns something truthy; fails the test naming ``what`` after ``timeout``."""
     deadline = time.monotonic() + timeout
     while True:
+        for name, process, log in _WATCHED:
+            if process.poll() is not None:
+                pytest.fail(f"{name} exited with {process.returncode} while waiting for {what}:\n{_tail(log)}")
         result = condition()
         if result:
             return result
@@ -195,10 +202,9 @@ def viewer_url(trained_run: Path) -> Iterator[str]:
     with log.open("w") as out:
         process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=_env(), start_new_session=True)
     url = f"http://127.0.0.1:{port}/"
+    _WATCHED.append(("ns-viewer", process, log))
 
     def serving() -> bool:
-        if process.poll() is not None:
-            pytest.fail(f"ns-viewer exited with {process.returncode}:\n{_tail(log)}")
         try:
             with urllib.request.urlopen(url, timeout=2) as response:
                 return response.status == 200
@@ -211,6 +217,7 @@ def viewer_url(trained_run: Path) -> Iterator[str]:
         assert process.poll() is None, f"ns-viewer died while the browser used it:\n{_tail(log)}"
         assert "Traceback" not in log.read_text(errors="replace"), f"ns-viewer logged an error:\n{_tail(log)}"
     finally:
+        _WATCHED.remove(("ns-viewer", process, log))
         _stop(process)
 
 
@@ -226,6 +233,7 @@ def page(viewer_url: str, tmp_path: Path) -> Iterator[DevTools]:
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
+    _WATCHED.append(("Chromium", process, log))
     devtools = None
     try:
         port_file = profile / "DevToolsActivePort"  # Chromium writes the port it picked here
@@ -243,6 +251,7 @@ def page(viewer_url: str, tmp_path: Path) -> Iterator[DevTools]:
     finally:
         if devtools is not None:
             devtools.close()
+        _WATCHED.remove(("Chromium", process, log))
         _stop(process)
 
 
@@ -261,9 +270,13 @@ def test_typed_query_renders_relevancy_in_the_browser(page: DevTools, tmp_path: 
     )
 
     # Screenshots cover the render viewport only: left of the control panel, below the title bar.
-    panel_left = page.js("Math.min(...[...document.querySelectorAll('label')].map((l) => l.getBoundingClientRect().x))")
+    panel_left = page.js(
+        "Math.min(...[...document.querySelectorAll('label')].map((l) => l.getBoundingClientRect())"
+        ".filter((r) => r.width > 0).map((r) => r.x))"
+    )
     canvas_top = page.js("document.querySelector('canvas').getBoundingClientRect().y")
-    clip = {"x": 20.0, "y": canvas_top + 20.0, "width": max(panel_left - 60.0, 100.0), "height": 400.0}
+    assert panel_left > 400, f"the control panel starts at x={panel_left}; expected it on the right of a 1280 px window"
+    clip = {"x": 20.0, "y": canvas_top + 20.0, "width": panel_left - 60.0, "height": 400.0}
     time.sleep(2.0)  # let the RGB frame settle
     rgb = page.screenshot(clip)
 
@@ -298,6 +311,10 @@ def test_typed_query_renders_relevancy_in_the_browser(page: DevTools, tmp_path: 
     (image,) = _wait("the relevancy_0 frame in the viewport", relevancy_frame, timeout=90, interval=1.0)
     from PIL import Image
 
-    shot = tmp_path / "relevancy_0.png"
-    Image.fromarray(image.astype(np.uint8)).save(shot)
-    print(f"screenshot: {shot}; mean |relevancy - rgb| = {np.abs(image - rgb).mean():.1f}, std = {image.std():.1f}")
+    Image.fromarray(rgb.astype(np.uint8)).save(tmp_path / "rgb.png")
+    Image.fromarray(image.astype(np.uint8)).save(tmp_path / "relevancy_0.png")
+    page_png = base64.b64decode(page.call("Page.captureScreenshot", format="png")["data"])
+    (tmp_path / "page.png").write_bytes(page_png)
+    print(
+        f"screenshots in {tmp_path}: mean |relevancy - rgb| = {np.abs(image - rgb).mean():.1f}, std {image.std():.1f}"
+    )
