@@ -59,7 +59,7 @@ class Demo:
         _run(
             [
                 _tool("ns-render"), "interpolate", "--load-config", str(config),
-                "--rendered-output-names", "rgb", "segmentation", "--interpolation-steps", "8",
+                "--rendered-output-names", "rgb", "segmentation", "--interpolation-steps", "4",
                 "--pose-source", "eval", "--frame-rate", "8", "--output-path", str(video),
             ]
         )  # fmt: skip
