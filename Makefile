@@ -24,9 +24,9 @@ demo: setup
 	$(VENV)/bin/laser-demo --output-dir demo_output
 
 test: setup browser
-	$(PY) -m ruff check laser_ns tests
+	$(PY) -m ruff check laser_ns tests benchmarks
 	$(PY) -m pytest -q tests
 
 lint: setup
-	$(PY) -m ruff check laser_ns tests
-	$(PY) -m ruff format --check laser_ns tests
+	$(PY) -m ruff check laser_ns tests benchmarks
+	$(PY) -m ruff format --check laser_ns tests benchmarks

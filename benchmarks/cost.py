@@ -36,6 +36,7 @@ import json
 import math
 import os
 import re
+import shlex
 import statistics
 import subprocess
 import sys
@@ -181,7 +182,7 @@ class CostBenchmark:
             self.scene_dir, self.preset, seed=self.seed, num_views=self.num_views, width=self.width, height=self.height
         )
         report: dict[str, Any] = {
-            "command": " ".join(["python", *sys.argv]),
+            "command": shlex.join(["python", *sys.argv]),
             "settings": {k: str(v) for k, v in vars(self).items() if k not in ("worker", "result_file")},
             "machine_at_start": machine_before,
         }

@@ -29,9 +29,11 @@ import math
 import os
 import platform
 import random
+import shlex
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -166,25 +168,33 @@ class QualityBenchmark:
         torch.set_num_threads(self.threads)
         machine_before = machine_info()
         start = time.perf_counter()
-        report = {"runs": [], "scenes": {}}
+        report: dict[str, Any] = {"runs": [], "scenes": {}}
         if self.merge and self.output.exists():
             report = json.loads(self.output.read_text())
             self._check_same_settings(report)
-        run_id = len(report["runs"])
-        scenes = {name: self.run_scene(name, run_id) for name in self.scenes}
-        run = {
-            "command": " ".join(["python", *sys.argv]),
+        run: dict[str, Any] = {
+            "command": shlex.join(["python", *sys.argv]),
             "settings": {k: str(v) for k, v in vars(self).items()},
             "machine_at_start": machine_before,
-            "machine_at_end": machine_info(),
-            "wall_seconds": time.perf_counter() - start,
+            "complete": False,
         }
+        run_id = len(report["runs"])
         report["runs"].append(run)
-        for name, result in scenes.items():
-            if name in report["scenes"]:
-                result["variants"] = {**report["scenes"][name]["variants"], **result["variants"]}
-            report["scenes"][name] = result
-        self.output.parent.mkdir(parents=True, exist_ok=True)
+
+        def save(scene: str, result: dict[str, Any]) -> None:
+            # Written after every variant, so a run that is stopped midway keeps what it finished.
+            if scene in report["scenes"]:
+                result = {**result, "variants": {**report["scenes"][scene]["variants"], **result["variants"]}}
+            report["scenes"][scene] = result
+            run["wall_seconds"] = time.perf_counter() - start
+            self.output.parent.mkdir(parents=True, exist_ok=True)
+            self.output.write_text(json.dumps(report, indent=2))
+
+        for name in self.scenes:
+            self.run_scene(name, run_id, save)
+        run["machine_at_end"] = machine_info()
+        run["complete"] = True
+        run["wall_seconds"] = time.perf_counter() - start
         self.output.write_text(json.dumps(report, indent=2))
         print()
         print(markdown_tables(report))
@@ -204,7 +214,8 @@ class QualityBenchmark:
                 )
 
     # ------------------------------------------------------------------ one scene
-    def run_scene(self, preset: str, run_id: int = 0) -> dict[str, Any]:
+    def run_scene(self, preset: str, run_id: int, save: Callable[[str, dict[str, Any]], None]) -> None:
+        """Trains and scores every variant on one scene; ``save(scene, result)`` after each variant."""
         from laser_ns.data.synthetic import make_scene
 
         info = make_scene(
@@ -216,7 +227,7 @@ class QualityBenchmark:
             height=self.height,
         )
         result: dict[str, Any] = {"class_names": info.class_names, "annotated_views": info.annotated_views}
-        variants: dict[str, Any] = {}
+        result["variants"] = {}
         for name in self.variants:
             trainer, seconds = self.train(info.out_dir, preset, name, VARIANTS[name])
             if "teacher" not in result:
@@ -225,7 +236,8 @@ class QualityBenchmark:
             scores = self.score_model(trainer.pipeline, info)
             scores["train_seconds"] = seconds
             scores["run"] = run_id  # index into the report's "runs" (command, settings, machine)
-            variants[name] = scores
+            result["variants"][name] = scores
+            save(preset, result)
             print(
                 f"[{preset}] {name}: 3D mIoU {_pct(scores['miou'])} (teacher 2D {_pct(result['teacher']['miou'])}), "
                 f"boundary {_pct(scores['boundary_miou'])}, consistency {_pct(scores['consistency'])}, "
@@ -233,8 +245,6 @@ class QualityBenchmark:
                 flush=True,
             )
             del trainer
-        result["variants"] = variants
-        return result
 
     def train(self, scene: Path, preset: str, name: str, switches: dict[str, bool]):
         from laser_ns.method_configs import laser_lite_config
