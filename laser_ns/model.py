@@ -293,9 +293,12 @@ class LaserModel(NerfactoModel):
         return step >= self._phase_steps()[0]
 
     def density_parameters(self) -> list[Parameter]:
+        return self._field_density_parameters() + list(self.proposal_networks.parameters())
+
+    def _field_density_parameters(self) -> list[Parameter]:
+        """The nerfacto field's parameters that are not its colour head: density grid and MLP."""
         colour_head = {id(p) for p in self.appearance_parameters()}
-        field_params = [p for p in self.field.parameters() if id(p) not in colour_head]
-        return field_params + list(self.proposal_networks.parameters())
+        return [p for p in self.field.parameters() if id(p) not in colour_head]
 
     def appearance_parameters(self) -> list[Parameter]:
         params = list(self.field.mlp_head.parameters())
@@ -313,10 +316,9 @@ class LaserModel(NerfactoModel):
         return [p for m in modules if m is not None for p in m.parameters() if id(p) not in grid_ids]
 
     def get_param_groups(self) -> dict[str, list[Parameter]]:
-        colour_head = {id(p) for p in self.appearance_parameters()}
         groups = {
             "proposal_networks": list(self.proposal_networks.parameters()),
-            "fields": [p for p in self.field.parameters() if id(p) not in colour_head],
+            "fields": self._field_density_parameters(),
             "appearance": self.appearance_parameters(),
             "language_grids": self.language_grid_parameters(),
             "language_networks": self.language_network_parameters(),

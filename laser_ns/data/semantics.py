@@ -180,10 +180,3 @@ def read_label_map(path: Path, label_names: Sequence[str], class_names: Sequence
 def read_masks(masks: dict[str, Path], class_names: Sequence[str]) -> np.ndarray:
     """The class masks of one annotated view as a bool array [C, H, W] in ``class_names`` order."""
     return np.stack([np.asarray(Image.open(masks[name]).convert("L")) > 127 for name in class_names])
-
-
-def annotated_for_split(
-    semantics: SceneSemantics, indices: Sequence[int]
-) -> tuple[list[dict[str, Path] | None], list[int]]:
-    """Per split image, its masks (or None) and the original image index."""
-    return [semantics.annotated_masks.get(int(i)) for i in indices], [int(i) for i in indices]

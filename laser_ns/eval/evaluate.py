@@ -8,6 +8,7 @@ The same function runs on a live pipeline, so numbers during training and on a c
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -65,11 +66,9 @@ def evaluate_pipeline(pipeline, output_dir: Path | None = None, downscale: float
         "class_names": class_names,
         "miou": summary["miou"],
         "accuracy": summary["accuracy"],
-        "per_class_iou": {
-            name: float(np.nanmean([float(v["iou_per_class"][c]) for v in views]))
-            if not all(np.isnan(float(v["iou_per_class"][c])) for v in views)
-            else None
-            for c, name in enumerate(class_names)
+        "per_class_iou": {  # NaN (absent from every view) is written as null
+            name: None if math.isnan(iou) else iou
+            for name, iou in zip(class_names, summary["iou_per_class"].tolist(), strict=True)
         },
         "views": [{"image_index": v["image_index"], "miou": v["miou"], "accuracy": v["accuracy"]} for v in views],
         "downscale": downscale,
