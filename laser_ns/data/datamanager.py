@@ -67,6 +67,10 @@ class LaserDataManagerConfig(VanillaDataManagerConfig):
     """Side of the square crops, in pixels (a multiple of the teacher's 16-pixel tile), one ray per tile."""
     language_patches_per_step: int = 8
     """Crops per training step (reference: 8; 16 for the table scene)."""
+    language_ray_jitter: bool = True
+    """Cast each tile's ray through a random point of the tile instead of its centre. The tile feature describes the
+    whole tile, and the tile grid is fixed per image, so centre rays would only ever supervise one point per tile:
+    jittered rays let the views' overlapping tiles pin class edges down to below a tile."""
     cache_dir: Path | None = None
     """Where teacher features are cached; default: <data>/laser_cache."""
 
@@ -146,7 +150,7 @@ class LaserDataManager(VanillaDataManager[LaserDataset]):
         return ray_bundle, batch
 
     def _sample_patches(self) -> tuple[Tensor, Float[Tensor, "N 2"], Float[Tensor, "N D"]]:
-        """Random tile-aligned crops: camera index, tile-centre pixel coordinates and teacher feature per ray."""
+        """Random tile-aligned crops: camera index, pixel coordinates in the tile and teacher feature per ray."""
         tile_px = self.config.language_patch_size // 16
         dataset = self.train_dataset
         image_ids = torch.randint(len(self.tile_features), (self.config.language_patches_per_step,))
@@ -160,9 +164,11 @@ class LaserDataManager(VanillaDataManager[LaserDataset]):
             rows, cols = torch.meshgrid(torch.arange(top, top + ph), torch.arange(left, left + pw), indexing="ij")
             height = float(dataset.cameras.height[image_id])
             width = float(dataset.cameras.width[image_id])
-            # tile centres, in pixels of the dataset image the teacher saw (it may have been resized to 16k)
-            ys = (rows.reshape(-1).float() + 0.5) * height / h
-            xs = (cols.reshape(-1).float() + 0.5) * width / w
+            # tile centres (or random points in the tiles), in pixels of the dataset image the teacher saw (it may
+            # have been resized to a multiple of 16 first)
+            offset = torch.rand(2, ph * pw) if self.config.language_ray_jitter else torch.full((2, ph * pw), 0.5)
+            ys = (rows.reshape(-1).float() + offset[0]) * height / h
+            xs = (cols.reshape(-1).float() + offset[1]) * width / w
             coords.append(torch.stack([ys, xs], dim=-1))
             feats.append(tiles[top : top + ph, left : left + pw].reshape(ph * pw, -1))
             cameras.append(torch.full((ph * pw, 1), image_id, dtype=torch.long))
