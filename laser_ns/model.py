@@ -100,6 +100,10 @@ class LaserModelConfig(NerfactoModelConfig):
     """Ablation switch: the label volume and its classification loss."""
     use_text_augmentation: bool = True
     """Ablation switch: doubled-prompt text augmentation loss (needs the adapter)."""
+    adapter_at_inference: bool = False
+    """Score text against adapter(F) (METHOD.md section 7) instead of the rendered features F. Off by default: the
+    adapter attends across the rays of one call, so its output depends on how an image is split into render chunks,
+    and on the generated benchmark scenes it scored below F in every split measured (benchmarks/RESULTS.md)."""
     queries: tuple[str, ...] = ()
     """Text queries rendered as relevancy_<i>; empty means the scene's classes."""
     negatives: tuple[str, ...] = CANONICAL_NEGATIVES
@@ -405,13 +409,22 @@ class LaserModel(NerfactoModel):
         keep = weights[..., 0] > self.config.weight_threshold  # [R, S]
         num_rays = keep.shape[0]
 
-        # Per-sample CLIP features, only where the sample is visible; the attention mixes all kept samples.
+        # Per-sample features, only where the sample is visible; the attention mixes all kept samples. The field's
+        # 512-channel head, the attention's projections and its out_proj are linear, and so is volume rendering:
+        # so the per-sample work stays in the field's hidden width (or the attention's E) and the 512-channel map
+        # is applied once per ray. Exactly the method's Σ_s w_s attention(head(h_s)), reassociated.
         ray_index = keep.nonzero()[:, 0]  # [K] ray of each kept sample, in row-major order
         kept_weights = weights[keep]  # [K, 1]
-        sample_features = self.language_field(positions[keep])  # [K, D]
-        if self.transient_attention is not None and sample_features.shape[0] > 0:
-            sample_features = self.transient_attention(sample_features)
-        features = _accumulate(kept_weights * sample_features, ray_index, num_rays)  # [R, D]
+        hidden = self.language_field.hidden_features(positions[keep])  # [K, H]
+        head = self.language_field.head
+        if self.transient_attention is not None:
+            attention = self.transient_attention
+            mixed = attention.mix(*attention.project_through(hidden, head))  # [K, E]
+            features = attention.out_proj(_accumulate(kept_weights * mixed, ray_index, num_rays))  # [R, D]
+        else:
+            rendered_hidden = _accumulate(kept_weights * hidden, ray_index, num_rays)  # [R, H]
+            accumulation = _accumulate(kept_weights, ray_index, num_rays)  # [R, 1]
+            features = F.linear(rendered_hidden, head.weight) + accumulation * head.bias  # [R, D]
 
         label_dist = None
         if self.label_volume is not None:
@@ -419,9 +432,9 @@ class LaserModel(NerfactoModel):
             label_dist = torch.softmax(labels, dim=-1)  # [R, D]
         return features, label_dist
 
-    def adapted(self, features: Float[Tensor, "N D"]) -> Float[Tensor, "N D"]:
-        """The features used for classification: adapter(F) when the adapter is on (METHOD.md section 7)."""
-        if self.adapter is None:
+    def inference_features(self, features: Float[Tensor, "N D"]) -> Float[Tensor, "N D"]:
+        """The features text is scored against: F, or adapter(F) with ``adapter_at_inference`` (METHOD.md 7)."""
+        if self.adapter is None or not self.config.adapter_at_inference:
             return features
         return self.adapter(features)[1]
 
@@ -429,7 +442,7 @@ class LaserModel(NerfactoModel):
         self, features: Float[Tensor, "R D"], label_dist: Float[Tensor, "R D"] | None, rgb: Float[Tensor, "R 3"]
     ) -> dict[str, Tensor]:
         outputs: dict[str, Tensor] = {"clip_pca": self._pca_colors(features)}
-        adapted = self.adapted(features)
+        scored = self.inference_features(features)
 
         # Closed set: the scene's classes (plus typed queries in segmentation mode), from features or label volume.
         names, text = self.segmentation_classes()
@@ -438,7 +451,7 @@ class LaserModel(NerfactoModel):
             if self.segment_with_label_volume and label_dist is not None:
                 classes = (label_dist @ text.T).argmax(dim=-1)
             else:
-                classes = closed_set_segmentation(adapted, text)  # [R]
+                classes = closed_set_segmentation(scored, text)  # [R]
             outputs["segmentation"] = colors[classes]
             outputs["segmentation_class"] = classes[:, None].float()
             if label_dist is not None and len(self.class_names) > 0:
@@ -447,7 +460,7 @@ class LaserModel(NerfactoModel):
 
         # Open vocabulary: one relevancy map per query, scored against the features rendered once for all.
         if self.query_text.shape[0] > 0:
-            relevancy = lerf_relevancy(adapted, self.query_text, self.negative_text)  # [R, P]
+            relevancy = lerf_relevancy(scored, self.query_text, self.negative_text)  # [R, P]
             for i in range(relevancy.shape[-1]):
                 outputs[f"relevancy_{i}"] = relevancy[:, i : i + 1]
                 outputs[f"composited_{i}"] = self._composite(rgb, relevancy[:, i : i + 1])

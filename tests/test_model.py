@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from nerfstudio.field_components.field_heads import FieldHeadNames
 
 from tests.conftest import tiny_pipeline_config
 
@@ -133,6 +134,47 @@ def test_render_outputs(pipeline):
         relevancy = outputs[f"relevancy_{i}"]
         assert relevancy.shape == (h, w, 1) and relevancy.min() >= 0 and relevancy.max() <= 1
     assert not any(v.shape[-1] == 512 for v in outputs.values())  # no heavy features at render time
+
+
+def test_render_does_not_depend_on_the_chunk_size(pipeline):
+    """Every pixel's language outputs are its own: no mixing across the rays of a render chunk."""
+    model = pipeline.model
+    language_start = model._phase_steps()[0]
+    for step in range(language_start, language_start + 2):
+        train_step(pipeline, step)  # fills the transient attention's running summary
+    model.eval()
+    camera = pipeline.datamanager.eval_dataset.cameras[0:1]
+    chunk = model.config.eval_num_rays_per_chunk
+    try:
+        model.config.eval_num_rays_per_chunk = 1024
+        whole = model.get_outputs_for_camera(camera)
+        model.config.eval_num_rays_per_chunk = 97  # does not divide the image
+        split = model.get_outputs_for_camera(camera)
+    finally:
+        model.config.eval_num_rays_per_chunk = chunk
+    assert torch.equal(whole["segmentation_class"], split["segmentation_class"])
+    torch.testing.assert_close(whole["relevancy_0"], split["relevancy_0"], atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("transient", [True, False])
+def test_rendered_features_equal_the_per_sample_formula(tiny_scene, transient):
+    """The reassociated renderer (512-channel maps once per ray) equals sum_s w_s attention(field(x_s)) per ray."""
+    torch.manual_seed(0)
+    pipeline = build(tiny_scene, use_transient_attention=transient)
+    model = pipeline.model.eval()
+    with torch.no_grad():
+        model.language_field.head.bias.normal_()  # a zero bias would hide a wrongly weighted one
+        ray_bundle = model.collider(pipeline.datamanager.eval_dataset.cameras[0:1].generate_rays(0).flatten()[:300])
+        ray_samples, _, _ = model.proposal_sampler(ray_bundle, density_fns=model.density_fns)
+        weights = ray_samples.get_weights(model.field.forward(ray_samples)[FieldHeadNames.DENSITY])
+        features, _ = model._render_language(ray_samples, weights)
+
+        keep = weights[..., 0] > model.config.weight_threshold
+        per_sample = model.language_field(ray_samples.frustums.get_positions()[keep])  # [K, 512]
+        if transient:
+            per_sample = model.transient_attention(per_sample)
+        expected = torch.zeros_like(features).index_add(0, keep.nonzero()[:, 0], weights[keep] * per_sample)
+    torch.testing.assert_close(features, expected, atol=1e-5, rtol=1e-4)
 
 
 def test_set_queries_changes_relevancy_outputs(pipeline):

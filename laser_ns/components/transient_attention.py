@@ -3,6 +3,11 @@
 A small set of 3E learned "transient" queries summarises the whole batch of samples, and every sample reads
 back from that summary. Nothing of size N x N is ever formed, so the cost is O(N E^2), linear in N, which is
 what lets it run on every ray sample of a training batch (often 100k+ samples).
+
+Inference. The pooled summary is a statistic of the batch, like BatchNorm's mean: in training it is computed from
+the batch (random rays from all over the scene) and an EMA of it is kept as a buffer; in eval mode that running
+summary is used instead. Every sample then gets the same output whatever chunk it is rendered in, and the summary
+it reads is the scene-wide one it was trained with, not one of a run of neighbouring image rows.
 """
 
 from dataclasses import dataclass, field, fields
@@ -22,6 +27,8 @@ class TransientQueryAttentionConfig(InstantiateConfig):
     """Channels of the per-sample features it reads and writes (the CLIP feature size)."""
     embed_dim: int = 48
     """Low-rank embedding size E; 3E transient queries are learned (reference: 48, 64 for bench and sofa)."""
+    momentum: float = 0.9
+    """EMA momentum of the running summary used at inference: s <- momentum * s + (1 - momentum) * batch summary."""
 
     def setup(self, **kwargs) -> "TransientQueryAttention":
         """Builds the module from this config; keyword arguments override config fields."""
@@ -36,12 +43,14 @@ class TransientQueryAttention(nn.Module):
     Args:
         in_dim: channels of the input and output features.
         embed_dim: low-rank size E; the learned transient queries have shape [3E, E].
+        momentum: EMA momentum of the running summary (weight of the old value).
     """
 
-    def __init__(self, in_dim: int = 512, embed_dim: int = 48) -> None:
+    def __init__(self, in_dim: int = 512, embed_dim: int = 48, momentum: float = 0.9) -> None:
         super().__init__()
         self.in_dim = in_dim
         self.embed_dim = embed_dim
+        self.momentum = momentum
         self.to_q = nn.Linear(in_dim, embed_dim, bias=False)
         self.to_k = nn.Linear(in_dim, embed_dim, bias=False)
         self.to_v = nn.Linear(in_dim, embed_dim, bias=False)
@@ -49,16 +58,49 @@ class TransientQueryAttention(nn.Module):
         # Cut at +-2 std; torch's default cut-off (+-2 absolute) would not truncate anything at this std.
         nn.init.trunc_normal_(self.transient_queries, std=0.02, a=-0.04, b=0.04)
         self.out_proj = nn.Linear(embed_dim, in_dim, bias=False)
+        self.register_buffer("running_summary", torch.zeros(3 * embed_dim, embed_dim))
+        self.register_buffer("num_updates", torch.zeros((), dtype=torch.long))
+
+    def project(self, x: Float[Tensor, "N in_dim"]) -> tuple[Tensor, Tensor, Tensor]:
+        """q, k, v (each [N, E]) of the samples' features."""
+        return self.to_q(x), self.to_k(x), self.to_v(x)
+
+    def project_through(self, hidden: Float[Tensor, "N H"], head: nn.Linear) -> tuple[Tensor, Tensor, Tensor]:
+        """q, k, v of the features ``head(hidden)`` without forming them: the two linear maps are fused first.
+
+        With H (a field's hidden width) far below ``in_dim``, this skips every per-sample in_dim-wide product.
+        """
+        qkv_weight = torch.cat([self.to_q.weight, self.to_k.weight, self.to_v.weight])  # [3E, in_dim]
+        fused = qkv_weight @ head.weight  # [3E, H]
+        bias = qkv_weight @ head.bias if head.bias is not None else None  # [3E]
+        return torch.nn.functional.linear(hidden, fused, bias).split(self.embed_dim, dim=-1)
+
+    def summary(self, k: Float[Tensor, "N E"], v: Float[Tensor, "N E"]) -> Float[Tensor, "3E E"]:
+        """The transient queries' pooled summary of the samples' keys and values (a softmax over the N samples)."""
+        return torch.softmax(self.transient_queries @ k.T, dim=-1) @ v  # [3E, N] @ [N, E] -> [3E, E]
+
+    def mix(self, q: Float[Tensor, "N E"], k: Float[Tensor, "N E"], v: Float[Tensor, "N E"]) -> Float[Tensor, "N E"]:
+        """``A1 (A2 v) + q``: the attention's output before ``out_proj`` (linear, so it can follow volume rendering).
+
+        Training: the summary pools the N samples of the batch and updates the running summary. Eval: the running
+        summary is read (before any training step has set it, the samples' own summary is used).
+        """
+        if self.training and q.shape[0] > 0:
+            # Each transient query pools the batch: a softmax over the N samples (no N x N matrix).
+            pooled = self.summary(k, v)
+            with torch.no_grad():
+                blended = self.momentum * self.running_summary + (1.0 - self.momentum) * pooled.detach()
+                # the first batch initialises the EMA (no blend with zeros); torch.where avoids a device sync
+                self.running_summary.copy_(torch.where(self.num_updates == 0, pooled.detach(), blended))
+                self.num_updates += 1
+        elif self.training or int(self.num_updates) == 0:
+            pooled = self.summary(k, v)
+        else:
+            pooled = self.running_summary.to(q.dtype)
+        # Each sample reads the pooled summary back through its own softmax over the 3E queries.
+        read = torch.softmax(q @ self.transient_queries.T, dim=-1) @ pooled  # [N, 3E] @ [3E, E] -> [N, E]
+        return read + q
 
     def forward(self, x: Float[Tensor, "N in_dim"]) -> Float[Tensor, "N in_dim"]:
-        """Applies the attention across all N samples of the batch (N may be 0)."""
-        q = self.to_q(x)  # [N, E]
-        k = self.to_k(x)  # [N, E]
-        v = self.to_v(x)  # [N, E]
-        queries = self.transient_queries  # [3E, E]
-
-        # Each transient query pools the batch: a softmax over the N samples (no N x N matrix).
-        pooled = torch.softmax(queries @ k.T, dim=-1) @ v  # [3E, N] @ [N, E] -> [3E, E]
-        # Each sample reads the pooled summary back through its own softmax over the 3E queries.
-        read = torch.softmax(q @ queries.T, dim=-1) @ pooled  # [N, 3E] @ [3E, E] -> [N, E]
-        return self.out_proj(read + q)
+        """The attention across the N samples of ``x`` (see ``mix`` for training and eval), back to ``in_dim``."""
+        return self.out_proj(self.mix(*self.project(x)))

@@ -82,7 +82,12 @@ class LanguageFieldConfig(InstantiateConfig):
 
 
 class LanguageField(nn.Module):
-    """Per-sample CLIP features (not normalised; rendering and cosine losses take care of scale)."""
+    """Per-sample CLIP features (not normalised; rendering and cosine losses take care of scale).
+
+    The MLP's last layer is kept apart as ``head`` (a plain linear map): volume rendering and the transient
+    attention's projections are linear too, so the model can carry the small hidden vectors through them and apply
+    the 512-channel head once per ray instead of once per sample (see ``LaserModel._render_language``).
+    """
 
     def __init__(
         self,
@@ -96,17 +101,23 @@ class LanguageField(nn.Module):
         self.grid: HashGrid = config.grid.setup(
             aabb=aabb, spatial_distortion=spatial_distortion, implementation=implementation
         )
-        self.mlp = MLP(
+        self.hidden = MLP(
             in_dim=self.grid.out_dim,
-            num_layers=config.num_hidden_layers + 1,
+            num_layers=config.num_hidden_layers,
             layer_width=config.hidden_dim,
-            out_dim=out_dim,
+            out_dim=config.hidden_dim,
             activation=nn.SiLU(),
-            implementation="torch",  # 512 outputs exceed tcnn's fully fused MLP widths
+            out_activation=nn.SiLU(),
+            implementation="torch",
         )
+        self.head = nn.Linear(config.hidden_dim, out_dim)
+
+    def hidden_features(self, positions: Float[Tensor, "N 3"]) -> Float[Tensor, "N H"]:
+        """The last hidden layer's activations; ``head`` maps them to CLIP features."""
+        return self.hidden(self.grid(positions))
 
     def forward(self, positions: Float[Tensor, "N 3"]) -> Float[Tensor, "N D"]:
-        return self.mlp(self.grid(positions))
+        return self.head(self.hidden_features(positions))
 
 
 @dataclass

@@ -87,3 +87,47 @@ def test_gradients_reach_every_parameter():
 def test_empty_batch():
     module = TransientQueryAttention(in_dim=32, embed_dim=4)
     assert module(torch.zeros(0, 32)).shape == (0, 32)
+
+
+def test_eval_uses_running_summary_so_outputs_do_not_depend_on_the_chunk():
+    torch.manual_seed(0)
+    module = TransientQueryAttention(in_dim=16, embed_dim=4, momentum=0.5)
+    with torch.no_grad():
+        module.transient_queries.normal_(std=1.0)
+    batches = [torch.randn(50, 16) for _ in range(3)]
+    expected = module.summary(*module.project(batches[0])[1:]).detach()
+    for x in batches[1:]:
+        expected = 0.5 * expected + 0.5 * module.summary(*module.project(x)[1:]).detach()
+    for x in batches:
+        module(x)  # training mode updates the EMA
+    torch.testing.assert_close(module.running_summary, expected)
+
+    module.eval()
+    x = torch.randn(40, 16)
+    whole = module(x)
+    chunks = torch.cat([module(x[:7]), module(x[7:])])
+    torch.testing.assert_close(whole, chunks)
+    # and it is the running summary that is read, not the chunk's own
+    q = module.to_q(x)
+    read = torch.softmax(q @ module.transient_queries.T, dim=-1) @ module.running_summary
+    torch.testing.assert_close(whole, module.out_proj(read + q))
+
+
+def test_eval_before_any_training_step_pools_the_chunk():
+    torch.manual_seed(0)
+    module = TransientQueryAttention(in_dim=16, embed_dim=4).eval()  # a fresh module: no running summary yet
+    x = torch.randn(12, 16)
+    assert torch.allclose(module(x), _naive(module, x), atol=1e-6)
+
+
+def test_projecting_through_a_linear_head_equals_projecting_its_output():
+    torch.manual_seed(0)
+    module = TransientQueryAttention(in_dim=64, embed_dim=8).double()
+    head = torch.nn.Linear(16, 64).double()
+    hidden = torch.randn(30, 16, dtype=torch.float64)
+    for fused, plain in zip(module.project_through(hidden, head), module.project(head(hidden)), strict=True):
+        torch.testing.assert_close(fused, plain)
+    # and the attention's output, projected after a weighted sum, is the weighted sum of the outputs
+    weights = torch.rand(30, 1, dtype=torch.float64)
+    mixed = module.mix(*module.project_through(hidden, head))
+    torch.testing.assert_close(module.out_proj((weights * mixed).sum(0)), (weights * module(head(hidden))).sum(0))
