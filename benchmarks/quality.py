@@ -44,6 +44,8 @@ import tyro
 
 VARIANTS: dict[str, dict[str, bool]] = {
     "all parts": {},
+    "adapter at inference": {"adapter_at_inference": True},
+    "tile-centre rays": {"datamanager.language_ray_jitter": False},
     "no adapter": {"use_adapter": False},
     "no self-cross": {"use_self_cross": False},
     "no transient attention": {"use_transient_attention": False},
@@ -56,7 +58,8 @@ VARIANTS: dict[str, dict[str, bool]] = {
         "use_text_augmentation": False,
     },
 }
-"""Ablations of the method: model switches set to False (README "Ablation switches")."""
+"""Ablations of the method: model switches set to False (README "Ablation switches"), plus the two inference and
+sampling choices the README explains; a "datamanager." key sets a datamanager option instead of a model one."""
 
 DEFAULT_SCENES = ["tabletop", "similar_colors", "thin_parts", "occlusion", "textured"]
 """Forward-facing presets, like the 3D-OVS scenes."""
@@ -266,7 +269,10 @@ class QualityBenchmark:
         teacher.boundary_mixing = self.boundary_mixing
         teacher.seed = self.seed
         for key, value in switches.items():
-            setattr(config.pipeline.model, key, value)
+            if key.startswith("datamanager."):
+                setattr(config.pipeline.datamanager, key.removeprefix("datamanager."), value)
+            else:
+                setattr(config.pipeline.model, key, value)
         config.save_config()  # so `laser-eval --load-config <run>/config.yml` works on every benchmark run
         trainer = config.setup(local_rank=0, world_size=1)
         trainer.setup()
