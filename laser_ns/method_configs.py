@@ -119,7 +119,6 @@ def laser_lite_config() -> TrainerConfig:
     model.proposal_warmup = 500
     model.language_field = LanguageFieldConfig(grid=small_grid, hidden_dim=64)
     model.label_volume = LabelVolumeConfig(grid=small_grid)
-    model.transient_embed_dim = 32
     return config
 
 
