@@ -1,0 +1,59 @@
+"""Seed spread of the quality benchmark: one table over several ``benchmarks/quality.py`` reports.
+
+    python benchmarks/seeds.py benchmarks/quality.json benchmarks/quality_seed1.json benchmarks/quality_seed2.json
+
+Each report is one seed (the seed changes the generated scene's small jitters, the teacher's label noise and the
+training's random stream). For every scene and variant present in all reports, the table gives the teacher's 2D
+mIoU and Laser's 3D mIoU as mean, minimum and maximum over the seeds, and on how many seeds Laser meets issue 5's
+target (3D mIoU at least 10 points above the teacher's own on the same seed).
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import sys
+from pathlib import Path
+from typing import Any
+
+from quality import TARGET_GAIN
+
+
+def load(paths: list[Path]) -> list[dict[str, Any]]:
+    """The reports, refusing two of the same seed (they would count one seed twice)."""
+    reports = [json.loads(path.read_text()) for path in paths]
+    seeds = [report["runs"][0]["settings"]["seed"] for report in reports]
+    if len(set(seeds)) != len(seeds):
+        raise SystemExit(f"Reports {[str(p) for p in paths]} have seeds {seeds}; give each seed once.")
+    return reports
+
+
+def _spread(values: list[float]) -> str:
+    return f"{100 * statistics.mean(values):.1f} ({100 * min(values):.1f}-{100 * max(values):.1f})"
+
+
+def seed_table(reports: list[dict[str, Any]]) -> str:
+    """Markdown: one row per scene and variant found in every report."""
+    lines = [
+        f"| scene | variant | teacher 2D mIoU | Laser 3D mIoU | gain (pts) | seeds meeting +10 (of {len(reports)}) |",
+        "|---|---|---|---|---|---|",
+    ]
+    scenes = [s for s in reports[0]["scenes"] if all(s in r["scenes"] for r in reports)]
+    for scene in scenes:
+        variants = list(reports[0]["scenes"][scene]["variants"])
+        for variant in [v for v in variants if all(v in r["scenes"][scene]["variants"] for r in reports)]:
+            teacher = [r["scenes"][scene]["teacher"]["miou"] for r in reports]
+            laser = [r["scenes"][scene]["variants"][variant]["miou"] for r in reports]
+            gains = [b - a for a, b in zip(teacher, laser, strict=True)]
+            met = sum(g >= TARGET_GAIN for g in gains)
+            lines.append(
+                f"| {scene} | {variant} | {_spread(teacher)} | {_spread(laser)} "
+                f"| {100 * statistics.mean(gains):+.1f} | {met} |"
+            )
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    if len(sys.argv) < 2:
+        raise SystemExit("usage: python benchmarks/seeds.py REPORT.json [REPORT.json ...] (one per seed)")
+    print(seed_table(load([Path(p) for p in sys.argv[1:]])))
