@@ -290,7 +290,7 @@ class QualityBenchmark:
     def _score_views(self, predictions: dict[int, torch.Tensor], info) -> dict[str, Any]:
         """mIoU / accuracy / boundary mIoU on the annotated views, consistency over their pairs."""
         from laser_ns.eval.consistency import cross_view_consistency, label_map_to_masks
-        from laser_ns.eval.metrics import aggregate, boundary_iou, segmentation_metrics
+        from laser_ns.eval.metrics import aggregate, boundary_iou, iou_by_class, segmentation_metrics
 
         num_classes = len(info.class_names)
         views, boundary = [], []
@@ -311,10 +311,7 @@ class QualityBenchmark:
         return {
             "miou": summary["miou"],
             "accuracy": summary["accuracy"],
-            "per_class_iou": {
-                name: (None if math.isnan(float(v)) else float(v))
-                for name, v in zip(info.class_names, summary["iou_per_class"].tolist(), strict=True)
-            },
+            "per_class_iou": iou_by_class(info.class_names, summary["iou_per_class"]),
             "view_miou": [float(v["miou"]) for v in views],
             "boundary_miou": _nanmean(boundary),
             "consistency": consistency["consistency"],

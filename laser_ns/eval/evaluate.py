@@ -8,7 +8,6 @@ The same function runs on a live pipeline, so numbers during training and on a c
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,7 +18,7 @@ import tyro
 from nerfstudio.utils.rich_utils import CONSOLE
 from PIL import Image
 
-from laser_ns.eval.metrics import aggregate, segmentation_metrics
+from laser_ns.eval.metrics import aggregate, iou_by_class, segmentation_metrics
 
 
 def _to_uint8(image: torch.Tensor) -> np.ndarray:
@@ -66,10 +65,7 @@ def evaluate_pipeline(pipeline, output_dir: Path | None = None, downscale: float
         "class_names": class_names,
         "miou": summary["miou"],
         "accuracy": summary["accuracy"],
-        "per_class_iou": {  # NaN (absent from every view) is written as null
-            name: None if math.isnan(iou) else iou
-            for name, iou in zip(class_names, summary["iou_per_class"].tolist(), strict=True)
-        },
+        "per_class_iou": iou_by_class(class_names, summary["iou_per_class"]),
         "views": [{"image_index": v["image_index"], "miou": v["miou"], "accuracy": v["accuracy"]} for v in views],
         "downscale": downscale,
     }

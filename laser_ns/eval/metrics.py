@@ -91,6 +91,14 @@ def aggregate(views: list[dict[str, object]]) -> dict[str, object]:
     }
 
 
+def iou_by_class(class_names: list[str], iou_per_class: Tensor) -> dict[str, float | None]:
+    """Per-class IoU as a JSON-ready dict; NaN (a class absent from every view) becomes None (null)."""
+    ious = iou_per_class.tolist()
+    if len(ious) != len(class_names):
+        raise ValueError(f"iou_by_class got {len(ious)} IoUs for {len(class_names)} classes {class_names}.")
+    return {name: None if math.isnan(iou) else float(iou) for name, iou in zip(class_names, ious, strict=True)}
+
+
 def boundary_band(label_map: Int[Tensor, "H W"], width_px: int) -> Bool[Tensor, "H W"]:
     """Pixels within `width_px` (Chebyshev distance) of a change of label; the image border is not an edge."""
     if width_px < 1:

@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from laser_ns.eval.metrics import aggregate, boundary_band, boundary_iou, segmentation_metrics
+from laser_ns.eval.metrics import aggregate, boundary_band, boundary_iou, iou_by_class, segmentation_metrics
 
 
 def _masks(label_map: torch.Tensor, num_classes: int) -> torch.Tensor:
@@ -112,3 +112,10 @@ def test_boundary_band_and_iou():
     assert out["num_pixels"] == 14
     with pytest.raises(ValueError, match="width_px"):
         boundary_band(gt, 0)
+
+
+def test_iou_by_class_names_each_iou_and_writes_absent_classes_as_none():
+    iou = torch.tensor([0.5, math.nan, 1.0], dtype=torch.float64)
+    assert iou_by_class(["a", "b", "c"], iou) == {"a": 0.5, "b": None, "c": 1.0}
+    with pytest.raises(ValueError, match="2 classes"):
+        iou_by_class(["a", "b"], iou)
