@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from nerfstudio.cameras.camera_optimizers import CameraOptimizerConfig
 from nerfstudio.configs.base_config import MachineConfig, ViewerConfig
 from nerfstudio.engine.optimizers import AdamOptimizerConfig
-from nerfstudio.engine.schedulers import ExponentialDecaySchedulerConfig
 from nerfstudio.engine.trainer import TrainerConfig
 from nerfstudio.plugins.types import MethodSpecification
 
@@ -20,6 +19,7 @@ from laser_ns.data.dataparser import LaserDataParserConfig
 from laser_ns.fields.language_field import HashGridConfig, LabelVolumeConfig, LanguageFieldConfig
 from laser_ns.model import LaserModelConfig
 from laser_ns.pipeline import LaserPipelineConfig
+from laser_ns.schedule import PhaseDecaySchedulerConfig, PhaseName
 
 
 @dataclass
@@ -30,22 +30,22 @@ class AdamBetasOptimizerConfig(AdamOptimizerConfig):
     """Adam's running-average coefficients."""
 
 
-def _optimizers(max_steps: int, grid_lr: float = 0.02, network_lr: float = 1e-4) -> dict[str, dict]:
-    """Adam with exponential decay to 0.1x over the run (METHOD.md section 8)."""
+def _optimizers(grid_lr: float = 0.02, network_lr: float = 1e-4) -> dict[str, dict]:
+    """Adam, each group decaying over the phase it trains in (METHOD.md sections 4 and 8; laser_ns/schedule.py)."""
 
-    def adam(lr: float, final_fraction: float = 0.1) -> dict:
+    def adam(lr: float, phase: PhaseName, final_fraction: float = 0.1) -> dict:
         return {
             "optimizer": AdamBetasOptimizerConfig(lr=lr, eps=1e-15),
-            "scheduler": ExponentialDecaySchedulerConfig(lr_final=lr * final_fraction, max_steps=max_steps),
+            "scheduler": PhaseDecaySchedulerConfig(phase=phase, lr_final_fraction=final_fraction),
         }
 
     return {
-        "proposal_networks": adam(1e-2, 0.01),
-        "fields": adam(1e-2, 0.01),
-        "appearance": adam(1e-2, 0.01),
-        "language_grids": adam(grid_lr),
-        "language_networks": adam(network_lr),
-        "camera_opt": adam(1e-3),
+        "proposal_networks": adam(1e-2, "geometry", 0.01),
+        "fields": adam(1e-2, "geometry", 0.01),
+        "appearance": adam(1e-2, "colour", 0.01),
+        "language_grids": adam(grid_lr, "language"),
+        "language_networks": adam(network_lr, "language"),
+        "camera_opt": adam(1e-3, "geometry"),
     }
 
 
@@ -75,7 +75,7 @@ def laser_config() -> TrainerConfig:
                 max_num_iterations=steps,
             ),
         ),
-        optimizers=_optimizers(steps),
+        optimizers=_optimizers(),
         viewer=ViewerConfig(num_rays_per_chunk=1 << 12),
         vis="viewer",
     )
@@ -93,7 +93,7 @@ def laser_lite_config() -> TrainerConfig:
     config.steps_per_eval_all_images = steps
     config.steps_per_save = 1000
     config.machine = MachineConfig(device_type="cpu")
-    config.optimizers = _optimizers(steps, network_lr=1e-3)  # short runs need a faster language MLP
+    config.optimizers = _optimizers(network_lr=1e-3)  # short runs need a faster language MLP
     config.viewer = ViewerConfig(num_rays_per_chunk=1 << 11)
     datamanager = config.pipeline.datamanager
     datamanager.train_num_rays_per_batch = 256

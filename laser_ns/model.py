@@ -37,6 +37,7 @@ from laser_ns.components.relevancy import class_colormap, closed_set_segmentatio
 from laser_ns.components.transient_attention import TransientQueryAttention
 from laser_ns.fields.backend import Implementation, resolve_implementation
 from laser_ns.fields.language_field import LabelVolume, LabelVolumeConfig, LanguageField, LanguageFieldConfig
+from laser_ns.schedule import Phases, bind_phases
 
 CANONICAL_NEGATIVES = ("object", "things", "stuff", "texture")
 """LERF's canonical negative phrases for open-vocabulary relevancy."""
@@ -110,8 +111,6 @@ class LaserModelConfig(NerfactoModelConfig):
     """Canonical negative phrases for open-vocabulary relevancy."""
     composite_threshold: float = 0.5
     """Relevancy above this is highlighted in composited_<i>."""
-    appearance_lr_after_joint_start: float = 5e-5
-    """Learning rate of the colour head once colour fine-tuning starts."""
 
 
 class LaserModel(NerfactoModel):
@@ -130,6 +129,7 @@ class LaserModel(NerfactoModel):
     def populate_modules(self) -> None:
         # Not NerfactoModel.populate_modules: it builds an LPIPS metric whose weights download at init.
         self.step = 0
+        self.phases = self._phases_for(self.config.max_num_iterations)
         implementation = resolve_implementation(self.config.implementation)
         contraction = None if self.config.disable_scene_contraction else SceneContraction(order=float("inf"))
         self._build_radiance_field(implementation, contraction)
@@ -284,17 +284,18 @@ class LaserModel(NerfactoModel):
         return [(name, tuple(color)) for name, color in zip(names, colors, strict=True)]
 
     # ------------------------------------------------------------------ schedule
-    def _phase_steps(self) -> tuple[int, int, int]:
+    def _phases_for(self, total_steps: int) -> Phases:
         cfg = self.config
-        total = max(cfg.max_num_iterations, 1)
-        language_start = 0 if cfg.geometry_checkpoint else int(round(cfg.language_start_fraction * total))
-        language_steps = max(total - language_start, 1)
-        joint_start = language_start + int(round(cfg.joint_start_fraction * language_steps))
-        switch = language_start + int(round(cfg.self_cross_fraction * language_steps))
-        return language_start, joint_start, switch
+        return Phases.of(
+            total_steps,
+            cfg.language_start_fraction,
+            cfg.joint_start_fraction,
+            cfg.self_cross_fraction,
+            skip_geometry=cfg.geometry_checkpoint is not None,
+        )
 
     def language_active(self, step: int) -> bool:
-        return step >= self._phase_steps()[0]
+        return self.phases.language_active(step)
 
     def density_parameters(self) -> list[Parameter]:
         return self._field_density_parameters() + list(self.proposal_networks.parameters())
@@ -332,31 +333,22 @@ class LaserModel(NerfactoModel):
 
     def set_phase(self, step: int) -> None:
         """Freezes and unfreezes parameter sets for the training phase that contains ``step``."""
-        language_start, joint_start, _ = self._phase_steps()
-        in_language = step >= language_start
         for p in self.density_parameters():
-            p.requires_grad_(not in_language)
+            p.requires_grad_(self.phases.density_trainable(step))
         for p in self.appearance_parameters():
-            p.requires_grad_(not in_language or step >= joint_start)
+            p.requires_grad_(self.phases.colour_trainable(step))
 
     def get_training_callbacks(self, attributes: TrainingCallbackAttributes) -> list[TrainingCallback]:
         callbacks = super().get_training_callbacks(attributes)
         if attributes.trainer is not None:
             # phases are fractions of the run, so they follow --max-num-iterations
-            self.config.max_num_iterations = attributes.trainer.config.max_num_iterations
-        language_start, joint_start, _ = self._phase_steps()
-        optimizers = attributes.optimizers
+            self.phases = self._phases_for(attributes.trainer.config.max_num_iterations)
+        if attributes.optimizers is not None:
+            bind_phases(attributes.optimizers.schedulers, self.phases)
 
         def on_step(step: int) -> None:
             self.step = step
             self.set_phase(step)
-            if step == joint_start and optimizers is not None and "appearance" in optimizers.optimizers:
-                # colour is fine-tuned with a small learning rate once language is under way (METHOD.md 4)
-                for group in optimizers.optimizers["appearance"].param_groups:
-                    group["lr"] = self.config.appearance_lr_after_joint_start
-                scheduler = optimizers.schedulers.get("appearance")
-                if scheduler is not None:
-                    scheduler.base_lrs = [self.config.appearance_lr_after_joint_start] * len(scheduler.base_lrs)
 
         callbacks.append(
             TrainingCallback(
@@ -507,8 +499,7 @@ class LaserModel(NerfactoModel):
     def _language_losses(self, outputs: dict[str, Tensor], teacher: Float[Tensor, "N D"]) -> dict[str, Tensor]:
         cfg = self.config
         rendered = outputs["clip_features"]
-        _, _, switch = self._phase_steps()
-        self_cross = cfg.use_self_cross and self.step >= switch
+        self_cross = cfg.use_self_cross and self.phases.self_cross(self.step)
         result: dict[str, Tensor] = {}
 
         # Adapter on teacher (and rendered, once self-cross training has started) features.

@@ -39,7 +39,7 @@ def test_geometry_loads_and_phase_is_skipped(tiny_scene, source):
     loaded = seeded.model.field.state_dict()
     for name, value in pipeline.model.field.state_dict().items():
         assert torch.equal(value, loaded[name]), name
-    assert seeded.model._phase_steps()[0] == 0
+    assert seeded.model.phases.language_start == 0
     assert seeded.model.language_active(0)
 
 

@@ -36,8 +36,9 @@ def test_geometry_phase_has_no_language_loss(pipeline):
 
 def test_language_phase_losses_and_gradients(pipeline):
     model = pipeline.model
-    language_start, joint_start, switch = model._phase_steps()
-    assert 0 < language_start < joint_start < switch < model.config.max_num_iterations
+    phases = model.phases
+    language_start = phases.language_start
+    assert 0 < language_start < phases.joint_start < phases.self_cross_start < phases.total_steps
     outputs, loss_dict, metrics = train_step(pipeline, language_start)
     for key in ("feature_loss", "classification_loss", "self_loss", "text_aug_loss", "rgb_loss"):
         assert key in loss_dict and torch.isfinite(loss_dict[key]), key
@@ -57,7 +58,7 @@ def test_language_never_reaches_density(tiny_scene):
     model = pipeline.model
     model.train()
     ray_bundle, batch = pipeline.datamanager.next_train(0, with_language=True)
-    model.step = model._phase_steps()[2]
+    model.step = model.phases.self_cross_start
     outputs = model(ray_bundle)
     language = model._language_losses(outputs, batch["clip"])
     sum(language.values()).backward()
@@ -67,7 +68,7 @@ def test_language_never_reaches_density(tiny_scene):
 
 def test_phase_freezing(pipeline):
     model = pipeline.model
-    language_start, joint_start, _ = model._phase_steps()
+    language_start, joint_start = model.phases.language_start, model.phases.joint_start
     model.set_phase(0)
     assert all(p.requires_grad for p in model.density_parameters() + model.appearance_parameters())
     model.set_phase(language_start)
@@ -79,7 +80,7 @@ def test_phase_freezing(pipeline):
 
 def test_self_cross_switch_uses_adapted_rendered_features(pipeline, monkeypatch):
     model = pipeline.model
-    _, _, switch = model._phase_steps()
+    switch = model.phases.self_cross_start
     calls = []
     original = model.adapter.forward
     monkeypatch.setattr(model.adapter, "forward", lambda x: calls.append(x.shape[0]) or original(x))
@@ -105,7 +106,7 @@ def test_ablation_switch_removes_its_part(tiny_scene, switch, module, loss):
     if module is not None:
         assert getattr(model, module) is None
         assert not any(name.startswith(module + ".") for name in model.state_dict())
-    _, loss_dict, _ = train_step(pipeline, model._phase_steps()[2])
+    _, loss_dict, _ = train_step(pipeline, model.phases.self_cross_start)
     assert "feature_loss" in loss_dict
     if loss is not None:
         assert loss not in loss_dict
@@ -114,7 +115,7 @@ def test_ablation_switch_removes_its_part(tiny_scene, switch, module, loss):
 def test_all_switches_off_is_plain_distillation(tiny_scene):
     off = dict(use_adapter=False, use_transient_attention=False, use_label_volume=False, use_text_augmentation=False)
     pipeline = build(tiny_scene, **off)
-    _, loss_dict, _ = train_step(pipeline, pipeline.model._phase_steps()[2])
+    _, loss_dict, _ = train_step(pipeline, pipeline.model.phases.self_cross_start)
     language = {k for k in loss_dict if k not in ("rgb_loss", "interlevel_loss", "distortion_loss")}
     assert language == {"feature_loss"}
 
@@ -139,7 +140,7 @@ def test_render_outputs(pipeline):
 def test_render_does_not_depend_on_the_chunk_size(pipeline):
     """Every pixel's language outputs are its own: no mixing across the rays of a render chunk."""
     model = pipeline.model
-    language_start = model._phase_steps()[0]
+    language_start = model.phases.language_start
     for step in range(language_start, language_start + 2):
         train_step(pipeline, step)  # fills the transient attention's running summary
     model.eval()
@@ -204,7 +205,7 @@ def test_dense_clip_teacher_trains_and_stays_out_of_checkpoints(tiny_scene, tmp_
     pipeline = config.setup(device="cpu", test_mode="val")
     assert pipeline.datamanager.tile_features[0].shape == (3, 4, 512)  # 48x64 image -> 3x4 tiles
     assert len(list((tmp_path / "cache").rglob("*.pt"))) == 8  # one cached file per image
-    _, loss_dict, _ = train_step(pipeline, pipeline.model._phase_steps()[0])
+    _, loss_dict, _ = train_step(pipeline, pipeline.model.phases.language_start)
     assert torch.isfinite(loss_dict["feature_loss"])
     state = pipeline.state_dict()
     assert sum(v.numel() for v in state.values()) < 10_000_000  # ViT-B/16 alone has ~150M
