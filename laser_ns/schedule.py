@@ -129,7 +129,9 @@ def bind_phases(schedulers: Mapping[str, lr_scheduler.LRScheduler], phases: Phas
         if not any(isinstance(f, PhaseDecay) for f in lambdas):
             continue
         step = scheduler.last_epoch
-        for group, base_lr, multiplier in zip(scheduler.optimizer.param_groups, scheduler.base_lrs, lambdas, strict=True):
+        for group, base_lr, multiplier in zip(
+            scheduler.optimizer.param_groups, scheduler.base_lrs, lambdas, strict=True
+        ):
             if isinstance(multiplier, PhaseDecay):
                 multiplier.bind(phases)
             group["lr"] = base_lr * multiplier(step)
