@@ -64,8 +64,9 @@ class LaserModelConfig(NerfactoModelConfig):
     """The label volume (selection field)."""
     adapter: AdapterConfig = field(default_factory=AdapterConfig)
     """The adapter applied to teacher and rendered features."""
-    clip_dim: int = 512
-    """Channels of the teacher's features (512 for ViT-B/16)."""
+    clip_dim: int | None = None
+    """Channels of the teacher's features. None: the teacher's own (512 for ViT-B/16, 768 for ViT-L/14); a value
+    that differs from the teacher's is refused."""
     transient_embed_dim: int = 48
     """Embedding size E of the transient query attention (reference: 48; 64 for bench and sofa)."""
     weight_threshold: float = 1e-4
@@ -130,27 +131,28 @@ class LaserModel(NerfactoModel):
         # Not NerfactoModel.populate_modules: it builds an LPIPS metric whose weights download at init.
         self.step = 0
         self.phases = self._phases_for(self.config.max_num_iterations)
-        implementation = resolve_implementation(self.config.implementation)
+        implementation = resolve_implementation(self.config.implementation, self.kwargs.get("device"))
         contraction = None if self.config.disable_scene_contraction else SceneContraction(order=float("inf"))
         self._build_radiance_field(implementation, contraction)
 
         cfg = self.config
+        self.clip_dim = self._resolve_clip_dim()
         aabb = self.scene_box.aabb
-        geometry = dict(aabb=aabb, spatial_distortion=contraction, implementation=implementation, out_dim=cfg.clip_dim)
+        geometry = dict(aabb=aabb, spatial_distortion=contraction, implementation=implementation, out_dim=self.clip_dim)
         self.language_field: LanguageField = cfg.language_field.setup(**geometry)
         self.transient_attention = (
-            TransientQueryAttention(cfg.clip_dim, cfg.transient_embed_dim) if cfg.use_transient_attention else None
+            TransientQueryAttention(self.clip_dim, cfg.transient_embed_dim) if cfg.use_transient_attention else None
         )
         self.label_volume: LabelVolume | None = cfg.label_volume.setup(**geometry) if cfg.use_label_volume else None
-        self.adapter: Adapter | None = cfg.adapter.setup(dim=cfg.clip_dim) if cfg.use_adapter else None
+        self.adapter: Adapter | None = cfg.adapter.setup(dim=self.clip_dim) if cfg.use_adapter else None
 
         # Text embeddings are state: saved so a checkpoint scores its classes even before the teacher is loaded.
         num_classes = len(self.class_names)
-        self.register_buffer("class_text", torch.zeros(num_classes, cfg.clip_dim))
-        self.register_buffer("class_text_aug", torch.zeros(num_classes, cfg.clip_dim))
+        self.register_buffer("class_text", torch.zeros(num_classes, self.clip_dim))
+        self.register_buffer("class_text_aug", torch.zeros(num_classes, self.clip_dim))
         self.register_buffer("class_colors", class_colormap(max(num_classes, 1))[:num_classes].float())
-        self.register_buffer("negative_text", torch.zeros(len(cfg.negatives), cfg.clip_dim))
-        self.register_buffer("query_text", torch.zeros(0, cfg.clip_dim), persistent=False)
+        self.register_buffer("negative_text", torch.zeros(len(cfg.negatives), self.clip_dim))
+        self.register_buffer("query_text", torch.zeros(0, self.clip_dim), persistent=False)
         self.queries: list[str] = []
         self.query_mode: str = "relevancy"  # or "segmentation": typed queries become extra classes
         self.composite_threshold: float = self.config.composite_threshold
@@ -158,6 +160,18 @@ class LaserModel(NerfactoModel):
         self._pca: tuple[Tensor, Tensor, Tensor, Tensor] | None = None  # mean, basis, low, high
         if self.teacher is not None:
             self._encode_scene_text()
+
+    def _resolve_clip_dim(self) -> int:
+        """The feature size: the teacher's, or the configured one, which must then agree with the teacher's."""
+        configured = self.config.clip_dim
+        teacher_dim = int(self.teacher.feature_dim) if self.teacher is not None else None
+        if configured is not None and teacher_dim is not None and configured != teacher_dim:
+            raise ValueError(
+                f"--pipeline.model.clip-dim is {configured} but the teacher's features have {teacher_dim} channels "
+                f"({type(self.teacher).__name__}). Leave clip-dim unset (it follows the teacher) or pick a teacher "
+                f"model with {configured}-d features."
+            )
+        return configured or teacher_dim or 512
 
     def _build_radiance_field(self, implementation: str, contraction: SceneContraction | None) -> None:
         cfg = self.config
@@ -180,7 +194,9 @@ class LaserModel(NerfactoModel):
             average_init_density=cfg.average_init_density,
             implementation=implementation,
         )
-        self.camera_optimizer = cfg.camera_optimizer.setup(num_cameras=self.num_train_data, device="cpu")
+        self.camera_optimizer = cfg.camera_optimizer.setup(
+            num_cameras=self.num_train_data, device=self.scene_box.aabb.device
+        )
         num_nets = 1 if cfg.use_same_proposal_network else cfg.num_proposal_iterations
         self.proposal_networks = nn.ModuleList(
             HashMLPDensityField(
@@ -255,7 +271,7 @@ class LaserModel(NerfactoModel):
         elif queries:
             text = self._encode(queries)
         else:
-            text = self.class_text.new_zeros(0, self.config.clip_dim)
+            text = self.class_text.new_zeros(0, self.clip_dim)
         self.queries, self.query_text = queries, text
 
     @torch.no_grad()

@@ -7,12 +7,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-import torch.distributed as dist
-from nerfstudio.models.base_model import Model
 from nerfstudio.pipelines.base_pipeline import VanillaPipeline, VanillaPipelineConfig
 from nerfstudio.utils.rich_utils import CONSOLE
 from torch.cuda.amp.grad_scaler import GradScaler
-from torch.nn.parallel import DistributedDataParallel as DDP
 
 from laser_ns.compat import allow_numpy_scalars_in_checkpoints
 from laser_ns.data.datamanager import LaserDataManagerConfig
@@ -39,6 +36,32 @@ class LaserPipelineConfig(VanillaPipelineConfig):
     """Label-map teacher, used when teacher_type is 'labels'."""
 
 
+def refuse_several_devices(world_size: int) -> None:
+    """Laser trains on one device. Under DDP its adapter losses would run outside the wrapped forward (so backward
+    fails) and every rank would recompute every teacher feature, so several devices are refused up front."""
+    if world_size > 1:
+        raise RuntimeError(
+            f"laser_ns trains on one device, but this run has {world_size} processes (--machine.num-devices or "
+            "--machine.num-machines above 1). Laser's adapter and label-volume losses run outside nerfstudio's "
+            "DDP-wrapped forward, so training would fail in backward. Train with --machine.num-devices 1 "
+            "(laser at paper settings fits one GPU)."
+        )
+
+
+def warn_ignored_teacher_settings(config: LaserPipelineConfig) -> None:
+    """Says when options of the teacher that is not selected were changed: they have no effect."""
+    if config.teacher_type == "labels" and config.teacher != DenseClipConfig():
+        CONSOLE.print(
+            "[bold yellow][laser_ns] --pipeline.teacher.* options are ignored with --pipeline.teacher-type labels "
+            "(the label-map teacher has no image encoder; its text encoder is --pipeline.label-teacher.clip.*)."
+        )
+    if config.teacher_type == "clip" and config.label_teacher != LabelMapTeacherConfig():
+        CONSOLE.print(
+            "[bold yellow][laser_ns] --pipeline.label-teacher.* options are ignored with --pipeline.teacher-type "
+            "clip; add --pipeline.teacher-type labels to use them."
+        )
+
+
 class LaserPipeline(VanillaPipeline):
     """Builds the teacher once; its frozen weights never enter the pipeline's state dict."""
 
@@ -54,7 +77,9 @@ class LaserPipeline(VanillaPipeline):
         grad_scaler: GradScaler | None = None,
     ) -> None:
         super(VanillaPipeline, self).__init__()  # VanillaPipeline.__init__ cannot pass the teacher along
+        refuse_several_devices(world_size)  # before any work: no teacher, no cache, no model
         allow_numpy_scalars_in_checkpoints()
+        warn_ignored_teacher_settings(config)
         self.config = config
         self.test_mode = test_mode
         teacher = (config.label_teacher if config.teacher_type == "labels" else config.teacher).setup()
@@ -82,9 +107,6 @@ class LaserPipeline(VanillaPipeline):
             self._load_geometry(config.model.geometry_checkpoint)
         self.model.to(device)
         self.world_size = world_size
-        if world_size > 1:
-            self._model = typing.cast(Model, DDP(self._model, device_ids=[local_rank], find_unused_parameters=True))
-            dist.barrier(device_ids=[local_rank])
         # --- viewer panel (laser_ns/viewer.py): the viewer finds public ViewerElements on the pipeline ---
         from laser_ns.viewer import LaserViewerControls
 

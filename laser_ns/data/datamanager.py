@@ -12,7 +12,7 @@ from typing import Union
 
 import torch
 import torch.nn.functional as F
-from jaxtyping import Float
+from jaxtyping import Float, Int
 from nerfstudio.cameras.rays import RayBundle
 from nerfstudio.data.datamanagers.base_datamanager import VanillaDataManager, VanillaDataManagerConfig
 from nerfstudio.data.datasets.base_dataset import InputDataset
@@ -135,13 +135,13 @@ class LaserDataManager(VanillaDataManager[LaserDataset]):
         indices = batch["indices"]  # [N, 3] camera, row, col
         camera_indices = indices[:, :1]
         coords = indices[:, 1:].float() + 0.5  # pixel centres
-        language = torch.zeros(len(indices), 1, dtype=torch.bool)
+        language = torch.zeros(len(indices), 1, dtype=torch.bool, device=indices.device)
         if with_language and self.tile_features:
             lang_cameras, lang_coords, clip = self._sample_patches()
             camera_indices = torch.cat([camera_indices, lang_cameras.to(camera_indices)])
             coords = torch.cat([coords, lang_coords.to(coords)])
-            language = torch.cat([language, torch.ones(len(lang_cameras), 1, dtype=torch.bool)])
-            batch["clip"] = clip
+            language = torch.cat([language, language.new_ones(len(lang_cameras), 1)])
+            batch["clip"] = clip.to(self.device)
         cameras = self.train_ray_generator.cameras
         ray_bundle = cameras.generate_rays(
             camera_indices=camera_indices.to(cameras.device), coords=coords.to(cameras.device)
@@ -149,10 +149,15 @@ class LaserDataManager(VanillaDataManager[LaserDataset]):
         ray_bundle.metadata["language"] = language.to(ray_bundle.origins.device)
         return ray_bundle, batch
 
-    def _sample_patches(self) -> tuple[Tensor, Float[Tensor, "N 2"], Float[Tensor, "N D"]]:
-        """Random tile-aligned crops: camera index, pixel coordinates in the tile and teacher feature per ray."""
+    def _sample_patches(self) -> tuple[Int[Tensor, "N 1"], Float[Tensor, "N 2"], Float[Tensor, "N D"]]:
+        """Random tile-aligned crops: camera index, pixel coordinates in the tile and teacher feature per ray.
+
+        Everything is made on the device of the cached features, so the validity mask below indexes tensors of its
+        own device (on a GPU, a CUDA mask cannot index CPU tensors).
+        """
         tile_px = self.config.language_patch_size // 16
         dataset = self.train_dataset
+        device = self.tile_features[0].device
         image_ids = torch.randint(len(self.tile_features), (self.config.language_patches_per_step,))
         cameras, coords, feats = [], [], []
         for image_id in image_ids.tolist():
@@ -161,17 +166,22 @@ class LaserDataManager(VanillaDataManager[LaserDataset]):
             ph, pw = min(tile_px, h), min(tile_px, w)
             top = int(torch.randint(h - ph + 1, ()))
             left = int(torch.randint(w - pw + 1, ()))
-            rows, cols = torch.meshgrid(torch.arange(top, top + ph), torch.arange(left, left + pw), indexing="ij")
+            rows, cols = torch.meshgrid(
+                torch.arange(top, top + ph, device=device), torch.arange(left, left + pw, device=device), indexing="ij"
+            )
             height = float(dataset.cameras.height[image_id])
             width = float(dataset.cameras.width[image_id])
             # tile centres (or random points in the tiles), in pixels of the dataset image the teacher saw (it may
             # have been resized to a multiple of 16 first)
-            offset = torch.rand(2, ph * pw) if self.config.language_ray_jitter else torch.full((2, ph * pw), 0.5)
+            if self.config.language_ray_jitter:
+                offset = torch.rand(2, ph * pw, device=device)
+            else:
+                offset = torch.full((2, ph * pw), 0.5, device=device)
             ys = (rows.reshape(-1).float() + offset[0]) * height / h
             xs = (cols.reshape(-1).float() + offset[1]) * width / w
             coords.append(torch.stack([ys, xs], dim=-1))
             feats.append(tiles[top : top + ph, left : left + pw].reshape(ph * pw, -1))
-            cameras.append(torch.full((ph * pw, 1), image_id, dtype=torch.long))
+            cameras.append(torch.full((ph * pw, 1), image_id, dtype=torch.long, device=device))
         cameras, coords, feats = torch.cat(cameras), torch.cat(coords), torch.cat(feats).float()
         valid = feats.norm(dim=-1) > 0.5  # tiles with no teacher signal (e.g. unlabelled) are zero vectors
-        return cameras[valid], coords[valid], feats[valid].to(self.device)
+        return cameras[valid], coords[valid], feats[valid]

@@ -13,20 +13,35 @@ Implementation = Literal["auto", "tcnn", "torch"]
 _announced = False
 
 
-def resolve_implementation(requested: Implementation) -> Literal["tcnn", "torch"]:
-    """'auto' uses tiny-cuda-nn when it is installed and CUDA is available, else the torch path (logged once)."""
+def resolve_implementation(
+    requested: Implementation, device: torch.device | str | None = None
+) -> Literal["tcnn", "torch"]:
+    """'auto' uses tiny-cuda-nn when it is installed and the model trains on a CUDA device, else the torch path.
+
+    ``device`` is where the model will run (the pipeline's device). tiny-cuda-nn only runs on CUDA, so with a CPU
+    device 'auto' picks torch even on a machine that has a GPU and tinycudann, and 'tcnn' is refused.
+    """
     global _announced
+    on_cuda = torch.cuda.is_available() if device is None else torch.device(device).type == "cuda"
     has_tcnn = importlib.util.find_spec("tinycudann") is not None and torch.cuda.is_available()
     if requested == "torch":
         return "torch"
-    if requested == "tcnn" and not has_tcnn:
-        raise RuntimeError(
-            "implementation='tcnn' was requested but tiny-cuda-nn is not usable here (it needs CUDA and the "
-            "tinycudann package; see the README). Use --pipeline.model.implementation auto or torch."
-        )
-    if has_tcnn:
+    if requested == "tcnn":
+        if not on_cuda:
+            raise RuntimeError(
+                f"implementation='tcnn' was requested but the model runs on '{device}'; tiny-cuda-nn needs a CUDA "
+                "device. Use --pipeline.model.implementation torch (or auto), or --machine.device-type cuda."
+            )
+        if not has_tcnn:
+            raise RuntimeError(
+                "implementation='tcnn' was requested but tiny-cuda-nn is not usable here (it needs CUDA and the "
+                "tinycudann package; see the README). Use --pipeline.model.implementation auto or torch."
+            )
+        return "tcnn"
+    if has_tcnn and on_cuda:
         return "tcnn"
     if not _announced:
-        CONSOLE.print("[laser_ns] tiny-cuda-nn not available: using the pure-torch hash grid and MLPs (slower).")
+        reason = "the model runs on the CPU" if has_tcnn else "tiny-cuda-nn not available"
+        CONSOLE.print(f"[laser_ns] {reason}: using the pure-torch hash grid and MLPs.")
         _announced = True
     return "torch"
