@@ -116,8 +116,13 @@ class LaserPipeline(VanillaPipeline):
         checkpoint, run_dir = find_checkpoint(path)
         outputs = self.datamanager.train_dataparser_outputs
         check_same_scene(run_dir, outputs.dataparser_transform, outputs.dataparser_scale)
-        count = load_geometry(self.model, checkpoint)
+        count = load_geometry(self.model, checkpoint, run_dir)
         CONSOLE.print(f"[laser_ns] geometry from {checkpoint} ({count} tensors); skipping the geometry phase")
+        if self.laser_model.camera_optimizer.config.mode != self.config.model.camera_optimizer.mode:
+            CONSOLE.print(
+                f"[laser_ns] the run refined its camera poses ({self.laser_model.camera_optimizer.config.mode}); "
+                "its corrections are applied to the training rays, fixed."
+            )
 
     @property
     def teacher(self):
