@@ -25,7 +25,7 @@ from laser_ns.device import check_training_device
 
 
 def _absolute(path: Path | None) -> Path | None:
-    return None if path is None else Path(path).expanduser().absolute()
+    return None if path is None else Path(path).expanduser().resolve()
 
 
 def resolve_run_paths(config: TrainerConfig) -> None:

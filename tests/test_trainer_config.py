@@ -31,6 +31,7 @@ def test_methods_use_the_laser_trainer_config():
 
 def test_saved_config_holds_absolute_paths(tmp_path, monkeypatch):
     monkeypatch.setattr(device, "_cuda_device_count", lambda: 0)  # laser-lite trains on the CPU anyway
+    tmp_path = tmp_path.resolve()  # saved paths are resolved (no symlinks, no "..")
     monkeypatch.chdir(tmp_path)
     config = _relative_run(tmp_path / "scene")
     config.save_config()  # what ns-train calls before launching
