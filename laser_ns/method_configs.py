@@ -20,6 +20,7 @@ from laser_ns.fields.language_field import HashGridConfig, LabelVolumeConfig, La
 from laser_ns.model import LaserModelConfig
 from laser_ns.pipeline import LaserPipelineConfig
 from laser_ns.schedule import PhaseDecaySchedulerConfig, PhaseName
+from laser_ns.trainer_config import LaserTrainerConfig
 
 
 @dataclass
@@ -52,7 +53,7 @@ def _optimizers(grid_lr: float = 0.02, network_lr: float = 1e-4) -> dict[str, di
 def laser_config() -> TrainerConfig:
     """The paper's settings on nerfacto's full-size hash grids; meant for a GPU."""
     steps = 30000
-    return TrainerConfig(
+    return LaserTrainerConfig(
         method_name="laser",
         steps_per_eval_batch=500,
         steps_per_eval_image=2000,

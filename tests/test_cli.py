@@ -14,15 +14,18 @@ BIN = Path(sys.executable).parent
 STEPS = 30
 
 
-def run(args: list[str], env_extra: dict | None = None, timeout: int = 600) -> subprocess.CompletedProcess:
+def run(
+    args: list[str], env_extra: dict | None = None, timeout: int = 600, cwd: Path | None = None
+) -> subprocess.CompletedProcess:
     # the environment's bin first: the tools and the ffmpeg that ns-render needs live there
     env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}", **(env_extra or {})}
-    result = subprocess.run(args, capture_output=True, text=True, timeout=timeout, env=env)
+    result = subprocess.run(args, capture_output=True, text=True, timeout=timeout, env=env, cwd=cwd)
     assert result.returncode == 0, f"{' '.join(args)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
     return result
 
 
-def train(scene: Path, output_dir: Path, *extra: str) -> Path:
+def train(scene: Path, output_dir: Path, *extra: str, cwd: Path | None = None) -> Path:
+    """Trains laser-lite for a few steps; ``scene`` and ``output_dir`` may be relative to ``cwd``."""
     run(
         [
             str(BIN / "ns-train"), "laser-lite", "--data", str(scene), "--output-dir", str(output_dir),
@@ -31,9 +34,10 @@ def train(scene: Path, output_dir: Path, *extra: str) -> Path:
             "--steps-per-eval-batch", "1000", "--steps-per-eval-image", "1000", "--steps-per-eval-all-images", "1000",
             "--pipeline.teacher-type", "labels", "--pipeline.label-teacher.text-encoder", "hashed",
             "--pipeline.datamanager.train-num-rays-per-batch", "128", *extra,
-        ]
+        ],
+        cwd=cwd,
     )  # fmt: skip
-    config = output_dir / "e2e" / "laser-lite" / "run" / "config.yml"
+    config = (cwd or Path.cwd()) / output_dir / "e2e" / "laser-lite" / "run" / "config.yml"
     assert config.exists()
     assert list((config.parent / "nerfstudio_models").glob("step-*.ckpt"))
     return config
@@ -41,19 +45,32 @@ def train(scene: Path, output_dir: Path, *extra: str) -> Path:
 
 @pytest.fixture(scope="module")
 def trained(tiny_scene, tmp_path_factory) -> Path:
-    return train(tiny_scene, tmp_path_factory.mktemp("runs"))
+    """One run, trained as a user would: from its own folder, with relative --data and --output-dir.
+
+    Every test below reads it from another folder, which works only because the saved config holds absolute paths.
+    """
+    start = tmp_path_factory.mktemp("train_here")
+    return train(Path(os.path.relpath(tiny_scene, start)), Path("runs"), cwd=start)
+
+
+def test_saved_config_holds_absolute_paths(trained, tiny_scene):
+    import yaml
+
+    config = yaml.load(trained.read_text(), Loader=yaml.Loader)
+    assert config.pipeline.datamanager.data == tiny_scene.resolve()
+    assert config.get_checkpoint_dir() == trained.parent / "nerfstudio_models"
 
 
 def test_ns_eval_reports_segmentation_metrics(trained, tmp_path):
     out = tmp_path / "eval.json"
-    run([str(BIN / "ns-eval"), "--load-config", str(trained), "--output-path", str(out)])
+    run([str(BIN / "ns-eval"), "--load-config", str(trained), "--output-path", str(out)], cwd=tmp_path)
     results = json.loads(out.read_text())["results"]
     assert 0.0 <= results["miou"] <= 1.0 and 0.0 <= results["accuracy"] <= 1.0
     assert "psnr" in results
 
 
 def test_laser_eval_matches_ns_eval_protocol(trained, tmp_path):
-    run([str(BIN / "laser-eval"), "--load-config", str(trained), "--output-dir", str(tmp_path)])
+    run([str(BIN / "laser-eval"), "--load-config", str(trained), "--output-dir", str(tmp_path)], cwd=tmp_path)
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert [v["image_index"] for v in metrics["views"]] == [0, 5]
     assert len(list(tmp_path.glob("view_*.png"))) == 2
@@ -70,6 +87,7 @@ def test_ns_render_writes_query_videos(trained, tmp_path):
             "--seconds", "1", "--frame-rate", "4",
         ],
         env_extra={"LASER_QUERIES": "red apple"},
+        cwd=tmp_path,
     )  # fmt: skip
     reader = imageio.get_reader(str(video))
     assert reader.count_frames() == 4

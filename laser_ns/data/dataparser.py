@@ -8,6 +8,7 @@ range into the unit box, so the objects live in the uncontracted, high-resolutio
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -52,7 +53,11 @@ class LaserDataParser(DataParser):
     def scene_format(self) -> Literal["llff", "nerfstudio"]:
         data = self.config.data
         if not data.is_dir():
-            raise SceneFormatError(f"Scene folder {data} does not exist. Pass --data with a scene folder.")
+            where = "" if data.is_absolute() else f" (read relative to the current folder {Path.cwd()})"
+            raise SceneFormatError(
+                f"Scene folder {data} does not exist{where}. Train with --data pointing at a scene folder; a saved "
+                "run names its scene in config.yml under pipeline.datamanager.data: fix that path if the scene moved."
+            )
         if self.config.scene_format != "auto":
             return self.config.scene_format
         if (data / "poses_bounds.npy").exists():
@@ -96,8 +101,19 @@ class LaserDataParser(DataParser):
         # Delegate geometry to nerfstudio's own parser; we only choose the split ourselves.
         parser = NerfstudioDataParserConfig(data=self.config.data, eval_mode="all", downscale_factor=1).setup()
         outputs = parser.get_dataparser_outputs(split="train")
-        for path in outputs.image_filenames:
-            image_size(path)
+        transforms = self.config.data / "transforms.json"
+        cameras = outputs.cameras
+        for i, path in enumerate(outputs.image_filenames):
+            width, height = image_size(path)
+            expected = int(cameras.width[i, 0]), int(cameras.height[i, 0])
+            if (width, height) != expected:
+                # nerfstudio would only fail later, stacking images of two sizes into one batch
+                raise SceneFormatError(
+                    f"{path} is {width}x{height} pixels, but {transforms} gives its camera "
+                    f"{expected[0]}x{expected[1]}. Resize the image to {expected[0]}x{expected[1]}, or, if the image "
+                    "is right, correct its "
+                    "'w'/'h' and intrinsics in transforms.json (or remove its frame)."
+                )
         return outputs
 
     def _parse_llff(self) -> DataparserOutputs:
@@ -121,9 +137,15 @@ class LaserDataParser(DataParser):
                 "Each image (sorted by name) needs exactly one pose row: remove extra images or regenerate poses."
             )
         sizes = [image_size(p) for p in image_filenames]
-        if len(set(sizes)) != 1:
-            raise SceneFormatError(f"Images in {image_dir} differ in size ({sorted(set(sizes))}); LLFF needs one size.")
-        width, height = sizes[0]
+        (width, height), _ = Counter(sizes).most_common(1)[0]
+        odd = [(p, size) for p, size in zip(image_filenames, sizes, strict=True) if size != (width, height)]
+        if odd:
+            listed = ", ".join(f"{p.name} is {w}x{h}" for p, (w, h) in odd[:5]) + (", ..." if len(odd) > 5 else "")
+            raise SceneFormatError(
+                f"{odd[0][0]} is {odd[0][1][0]}x{odd[0][1][1]} pixels, but most images in {image_dir} are "
+                f"{width}x{height}; an LLFF scene needs one size ({len(odd)} differ: {listed}). Resize them to "
+                f"{width}x{height}, or remove them with their rows of {poses_file.name}."
+            )
 
         poses = poses_bounds[:, :15].reshape(-1, 3, 5)
         bounds = poses_bounds[:, 15:17]

@@ -8,6 +8,8 @@ The same function runs on a live pipeline, so numbers during training and on a c
 from __future__ import annotations
 
 import json
+import re
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -88,11 +90,60 @@ class EvaluateLaser:
     def main(self) -> None:
         from nerfstudio.utils.eval_utils import eval_setup
 
-        _, pipeline, checkpoint, step = eval_setup(self.load_config, test_mode="test")
+        if not self.load_config.is_file():
+            raise RunError(f"{self.load_config} does not exist. Pass the config.yml of a training run (outputs/...).")
+        _, pipeline, checkpoint, step = eval_setup(
+            self.load_config, test_mode="test", update_config_callback=lambda c: prepare_run(c, self.load_config)
+        )
         result = evaluate_pipeline(pipeline, self.output_dir, self.downscale)
         CONSOLE.print(f"checkpoint {checkpoint} (step {step})")
         print_result(result)
         CONSOLE.print(f"wrote {self.output_dir / 'metrics.json'}")
+
+
+class RunError(ValueError):
+    """A training run cannot be evaluated (missing or unreadable checkpoint...); the message names the file."""
+
+
+def latest_checkpoint(folder: Path) -> Path:
+    """The checkpoint of the highest step in ``folder``; a clear error when there is none."""
+    steps = {}
+    for path in folder.glob("step-*.ckpt") if folder.is_dir() else []:
+        match = re.fullmatch(r"step-(\d+)\.ckpt", path.name)
+        if match:
+            steps[int(match.group(1))] = path
+    if not steps:
+        what = "holds no checkpoint (step-*.ckpt)" if folder.is_dir() else "does not exist"
+        raise RunError(
+            f"{folder} {what}. Training writes one every --steps-per-save steps and at the end: let the run finish "
+            "(or train longer than one save interval), or pass the config.yml of a run that has checkpoints."
+        )
+    return steps[max(steps)]
+
+
+def check_checkpoint(path: Path) -> None:
+    """Refuse a checkpoint whose file is cut short (torch saves a zip; a truncated one has no central directory)."""
+    try:
+        with zipfile.ZipFile(path):
+            pass
+    except (zipfile.BadZipFile, OSError) as error:
+        size = path.stat().st_size if path.exists() else 0
+        raise RunError(
+            f"Cannot read checkpoint {path} ({size} bytes: {error}); it is truncated or corrupt, e.g. training was "
+            "stopped while saving it. Delete it (laser-eval then takes the previous one, if the run kept one), or "
+            "train again."
+        ) from error
+
+
+def prepare_run(config: Any, config_path: Path) -> Any:
+    """Point a saved config at its checkpoints and scene from any folder, and check its latest checkpoint."""
+    from laser_ns.trainer_config import locate_saved_run
+
+    locate_saved_run(config, config_path)
+    checkpoint = latest_checkpoint(config.get_checkpoint_dir())
+    check_checkpoint(checkpoint)
+    config.load_step = int(checkpoint.stem.split("-")[1])  # so nerfstudio loads exactly the checked file
+    return config
 
 
 def print_result(result: dict[str, Any]) -> None:
@@ -102,4 +153,7 @@ def print_result(result: dict[str, Any]) -> None:
 
 
 def entrypoint() -> None:
-    tyro.cli(EvaluateLaser).main()
+    try:
+        tyro.cli(EvaluateLaser).main()
+    except RunError as err:
+        raise SystemExit(f"laser-eval: {err}") from None

@@ -74,6 +74,10 @@ def _atomic_write(path: Path, write: Any) -> None:
             tmp.unlink()
 
 
+class CacheNotWritableError(RuntimeError):
+    """The cache folder cannot be written (read-only scene folder, a file in the way...); names the fix."""
+
+
 class FeatureCache:
     """Dense features of one teacher (fixed by its identity), one file per image under ``root``."""
 
@@ -104,6 +108,24 @@ class FeatureCache:
         except (OSError, UnicodeDecodeError):
             pass
         _atomic_write(sidecar, lambda tmp: tmp.write_text(text))
+
+    def _not_writable(self, error: OSError, stored: int) -> CacheNotWritableError:
+        kept = f" The {stored} entries stored before the failure stay valid and are reused." if stored else ""
+        return CacheNotWritableError(
+            f"Cannot write the teacher-feature cache {self.folder} ({type(error).__name__}: {error}). By default it "
+            "lives in the scene folder (<data>/laser_cache), which may be read-only. Point "
+            "--pipeline.datamanager.cache-dir at a writable folder, e.g. --pipeline.datamanager.cache-dir "
+            f"~/.cache/laser_ns.{kept}"
+        )
+
+    def check_writable(self) -> None:
+        """Raise :class:`CacheNotWritableError` unless entries can be stored; called before any teacher work."""
+        try:
+            self._ensure_folder()
+            _atomic_write(self.folder / ".write_test", lambda tmp: tmp.write_bytes(b""))
+            (self.folder / ".write_test").unlink()
+        except OSError as error:
+            raise self._not_writable(error, stored=0) from error
 
     def load(self, key: str, expected_shape: tuple[int, int, int] | None = None) -> Tensor | None:
         """Features stored for ``key`` (fp16, CPU), or None if absent, unreadable or not matching (logged)."""
@@ -170,9 +192,15 @@ class FeatureCache:
             if cached is None:
                 misses.append(i)
 
-        for i in tqdm(misses, desc=desc, unit="image", disable=not misses):
+        if misses:
+            # fail before the teacher runs, so no computed feature is thrown away; a fully cached scene never writes
+            self.check_writable()
+        for stored, i in enumerate(tqdm(misses, desc=desc, unit="image", disable=not misses)):
             features = teacher.dense_features(images[i], labels[i])
-            results[i] = self.save(image_key(images[i], labels[i]), features)
+            try:
+                results[i] = self.save(image_key(images[i], labels[i]), features)
+            except OSError as error:  # e.g. the disk filled up or the folder turned read-only mid-run
+                raise self._not_writable(error, stored) from error
         return results  # type: ignore[return-value]
 
 

@@ -111,3 +111,28 @@ def test_missing_scene_folder(tmp_path):
         parse(tmp_path / "nope")
     with pytest.raises(SceneFormatError, match="neither poses_bounds.npy"):
         parse(tmp_path)
+
+
+def test_llff_image_of_another_size_names_the_file(scene):
+    odd = sorted((scene / "images").iterdir())[4]
+    Image.open(odd).resize((32, 24)).save(odd)
+    with pytest.raises(SceneFormatError, match=rf"{odd.name} is 32x24 pixels, but most images .* are 64x48") as err:
+        parse(scene)
+    assert str(odd) in str(err.value) and "Resize them to 64x48" in str(err.value)
+
+
+def test_nerfstudio_image_of_another_size_names_the_file(scene_template, tmp_path):
+    # before, nerfstudio loaded the scene and training died in torch.stack with no file named
+    scene = shutil.copytree(scene_template / "ns", tmp_path / "ns")
+    frames = json.loads((scene / "transforms.json").read_text())["frames"]
+    odd = scene / frames[2]["file_path"]
+    Image.open(odd).resize((50, 40)).save(odd)
+    with pytest.raises(SceneFormatError, match=r"is 50x40 pixels, but .*transforms.json gives its camera 64x48") as err:
+        parse(scene)
+    assert str(odd) in str(err.value) and "Resize the image to 64x48" in str(err.value)
+
+
+def test_missing_scene_folder_names_the_saved_config_key(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SceneFormatError, match=r"relative to the current folder .*pipeline.datamanager.data"):
+        parse(Path("moved_scene"))

@@ -10,8 +10,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from laser_ns.teachers import cache as cache_module
 from laser_ns.teachers.base import DenseTeacher
-from laser_ns.teachers.cache import FeatureCache, dense_features_for_images, image_key
+from laser_ns.teachers.cache import CacheNotWritableError, FeatureCache, dense_features_for_images, image_key
 
 
 class CountingTeacher(DenseTeacher):
@@ -179,3 +180,60 @@ def test_mismatched_label_count_is_an_error(tmp_path):
     teacher = CountingTeacher()
     with pytest.raises(ValueError, match="2 images but 1 label maps"):
         FeatureCache.for_teacher(tmp_path, teacher).features_for_images(teacher, _images(2), [None])
+
+
+def test_cache_under_a_file_fails_before_the_teacher_runs(tmp_path):
+    # tests run as root, where a chmod'ed folder stays writable: a regular file in the path fails for root too
+    blocker = tmp_path / "scene_is_a_file"
+    blocker.write_text("")
+    teacher = CountingTeacher()
+    cache = FeatureCache.for_teacher(blocker / "laser_cache", teacher)
+    with pytest.raises(CacheNotWritableError, match="--pipeline.datamanager.cache-dir") as err:
+        cache.features_for_images(teacher, _images())
+    assert str(cache.folder) in str(err.value)
+    assert teacher.calls == 0  # nothing was computed, so nothing is lost
+
+
+def _read_only(monkeypatch) -> None:
+    """Every write into the cache fails as in a read-only folder (a chmod would not stop root, who runs the tests)."""
+
+    def refuse(path: Path, write: Any) -> None:
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr(cache_module, "_atomic_write", refuse)
+
+
+def test_read_only_cache_names_the_option_before_any_work(tmp_path, monkeypatch):
+    _read_only(monkeypatch)
+    teacher = CountingTeacher()
+    with pytest.raises(CacheNotWritableError, match=r"PermissionError.*--pipeline.datamanager.cache-dir"):
+        FeatureCache.for_teacher(tmp_path, teacher).features_for_images(teacher, _images())
+    assert teacher.calls == 0
+
+
+def test_fully_cached_read_only_scene_trains(tmp_path, monkeypatch):
+    teacher = CountingTeacher()
+    first = FeatureCache.for_teacher(tmp_path, teacher).features_for_images(teacher, _images())
+    _read_only(monkeypatch)
+    second = FeatureCache.for_teacher(tmp_path, teacher).features_for_images(teacher, _images())
+    assert teacher.calls == 3
+    torch.testing.assert_close(first, second, atol=0, rtol=0)
+
+
+def test_write_failing_mid_run_keeps_what_was_stored(tmp_path, monkeypatch):
+    teacher = CountingTeacher()
+    real_save = FeatureCache.save
+    saves = []
+
+    def disk_full_on_second(self, key, features):
+        saves.append(key)
+        if len(saves) == 2:
+            raise OSError(28, "No space left on device")
+        return real_save(self, key, features)
+
+    monkeypatch.setattr(FeatureCache, "save", disk_full_on_second)
+    with pytest.raises(CacheNotWritableError, match="The 1 entries stored before the failure stay valid"):
+        FeatureCache.for_teacher(tmp_path, teacher).features_for_images(teacher, _images())
+    monkeypatch.setattr(FeatureCache, "save", real_save)
+    FeatureCache.for_teacher(tmp_path, teacher).features_for_images(teacher, _images())
+    assert teacher.calls == 2 + 2  # the stored first image was not computed again
