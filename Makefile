@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: setup browser demo test lint
+.PHONY: setup system-libs browser demo test lint
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -13,7 +13,12 @@ $(VENV)/.installed: pyproject.toml
 	command -v ffmpeg >/dev/null || ln -sf "$$($(PY) -c 'import imageio_ffmpeg; print(imageio_ffmpeg.get_ffmpeg_exe())')" $(VENV)/bin/ffmpeg
 	touch $@
 
-setup: $(VENV)/.installed
+setup: $(VENV)/.installed system-libs
+
+# open3d (nerfstudio's point-cloud export, laser-export) loads libusb-1.0 at import; Debian slim images lack it
+system-libs:
+	@ldconfig -p | grep -q libusb-1.0 || { apt-get update -qq && apt-get install -y -qq libusb-1.0-0 >/dev/null; } \
+		|| echo "warning: could not install libusb-1.0-0; open3d and laser-export will not import"
 
 # Debian's headless Chromium for the real-browser viewer test (needs root, as on CI and this project's machines)
 browser:

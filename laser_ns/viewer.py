@@ -18,6 +18,10 @@ How nerfstudio 1.1.5 finds and refreshes it (facts this module relies on):
   from the previous frame's (``RenderStateMachine._send_output_to_viewer``); when the selected output disappears
   (queries cleared) viser falls back to the first option, ``rgb``. New ``relevancy_<i>`` outputs therefore appear
   in the dropdown one frame after a query is typed.
+- "Show 3D boxes" localises every query (:mod:`laser_ns.export.locate`, on a small labelled point cloud of the
+  training views) and draws its axis-aligned box, best point and name with viser's scene API. The pipeline and the
+  viser server come from the ``ViewerControl`` the viewer set up; scene positions are the dataparser frame's times
+  nerfstudio's ``VISER_NERFSTUDIO_SCALE_RATIO``. The panel's Mode and Threshold choose how the region is selected.
 - viser's markdown (MDX with ``rehype-color-chips``) draws a colour chip after inline code that holds a colour
   such as ``#e61a1a``; the legend uses it. viser serves its prebuilt web client from the installed package, so
   the viewer page works offline.
@@ -31,6 +35,7 @@ from typing import Any, Protocol
 
 from nerfstudio.utils.rich_utils import CONSOLE
 from nerfstudio.viewer.viewer_elements import (
+    ViewerButton,
     ViewerCheckbox,
     ViewerControl,
     ViewerDropdown,
@@ -53,6 +58,12 @@ MAX_QUERY_CHARS = 300
 """Longer queries are shortened: CLIP's text encoder reads at most 77 tokens anyway."""
 DEFAULT_NEGATIVES = ("object", "things", "stuff", "texture")
 """LERF's canonical negatives, used when the model does not say which it has."""
+LOCATE_POINTS = 16384
+"""Rays cast to localise the queries for the 3D boxes (a few seconds on a CPU for laser-lite)."""
+BOX_ROOT = "/laser_boxes"
+"""viser scene node under which the 3D boxes are drawn."""
+BOX_NODES = 14
+"""Scene nodes per drawn box: 12 edges, the best point and the label."""
 
 
 class QueryableModel(Protocol):
@@ -124,6 +135,7 @@ class LaserViewerControls(nn.Module, ViewerElement[str]):
         self.status = describe_queries(queries) if queries else "Type what to look for, e.g. 'red apple; table'."
         self._status_handle: Any = None
         self._legend_handle: Any = None
+        self._box_handles: list[Any] = []  # viser scene nodes of the drawn 3D boxes
 
         initial_queries = "; ".join(queries)
         config_negatives = getattr(getattr(model, "config", None), "negatives", None) or DEFAULT_NEGATIVES
@@ -159,7 +171,11 @@ class LaserViewerControls(nn.Module, ViewerElement[str]):
             bool(getattr(model, "segment_with_label_volume", False)),
             hint="Segment with the label volume (on) or with the distilled CLIP features (off).",
         )
+        self.show_boxes = ViewerButton("Show 3D boxes", cb_hook=lambda element: None)
+        self.clear_boxes = ViewerButton("Clear 3D boxes", cb_hook=lambda element: None)
         self._handlers: dict[int, Callable[[Any], str]] = {
+            id(self.show_boxes): lambda element: self.apply_show_boxes(),
+            id(self.clear_boxes): lambda element: self.apply_clear_boxes(),
             id(self.queries_text): lambda element: self.apply_queries(element.value),
             id(self.mode): lambda element: self.apply_mode(element.value),
             id(self.negatives_text): lambda element: self.apply_negatives(element.value),
@@ -169,7 +185,7 @@ class LaserViewerControls(nn.Module, ViewerElement[str]):
         self._applied_queries = queries  # what the model renders now; retyping it costs nothing
         # Public so that the viewer's walk finds it and hands it the viewer (ViewerControl._setup).
         self.viewer_control = ViewerControl()
-        for element in self.children_elements():
+        for element in [*self.children_elements(), *self.action_elements()]:
             element.cb_hook = self._forward
 
     @property
@@ -181,6 +197,10 @@ class LaserViewerControls(nn.Module, ViewerElement[str]):
         """The panel's input elements, in display order."""
         return [self.queries_text, self.mode, self.negatives_text, self.threshold, self.use_label_volume]
 
+    def action_elements(self) -> list[ViewerButton]:
+        """The panel's buttons, shown after the inputs."""
+        return [self.show_boxes, self.clear_boxes]
+
     # ------------------------------------------------------------------ viewer element
     def _create_gui_handle(self, viser_server: Any) -> None:
         self.gui_handle = viser_server.gui.add_folder(PANEL_LABEL)
@@ -189,7 +209,7 @@ class LaserViewerControls(nn.Module, ViewerElement[str]):
         """Adds the folder, the inputs, the status line and the legend to the viewer (called by nerfstudio)."""
         self._create_gui_handle(viser_server)
         with self.gui_handle:
-            for element in self.children_elements():
+            for element in [*self.children_elements(), *self.action_elements()]:
                 element.install(viser_server)
             self._status_handle = viser_server.gui.add_markdown(escape_markdown(self.status))
             self._legend_handle = viser_server.gui.add_markdown(self.legend())
@@ -268,6 +288,58 @@ class LaserViewerControls(nn.Module, ViewerElement[str]):
 
         return self._run("Could not switch the segmentation source", apply)
 
+    def apply_show_boxes(self) -> str:
+        """Localises every query in 3D and draws its box, best point and name in the viewer's scene."""
+
+        def apply() -> str:
+            from laser_ns.export.locate import localise
+            from laser_ns.export.point_cloud import render_labelled_cloud
+
+            viewer = getattr(self.viewer_control, "viewer", None)
+            if viewer is None:
+                raise ControlError("3D boxes need the running viewer (its pipeline and scene); none is attached.")
+            queries = list(getattr(self.model, "queries", []) or [])
+            if not queries:
+                raise ControlError("type one or more queries first; each gets a box.")
+            segmentation = getattr(self.model, "query_mode", "relevancy") == "segmentation"
+            threshold = float(getattr(self.model, "composite_threshold", 0.5))
+            cloud = render_labelled_cloud(
+                viewer.pipeline, queries, num_points=LOCATE_POINTS, queries_as_classes=segmentation
+            )
+            scene = viewer.viser_server.scene
+            self._remove_boxes()
+            found, missing = [], []
+            colors = dict(zip(cloud.class_names, cloud.class_colors, strict=True))
+            for query in queries:
+                try:
+                    where = localise(cloud, query, "segmentation" if segmentation else "relevancy", threshold)
+                except ValueError as error:  # ExportError: the query matches nothing
+                    missing.append(f"{query} ({error})")
+                    continue
+                color = colors.get(query, (255, 200, 0))
+                self._box_handles += draw_box(scene, f"{BOX_ROOT}/{len(found)}", where, color)
+                found.append(f"{query} ({len(where.region)} points)")
+            how = "segmentation" if segmentation else f"relevancy >= {threshold:.2f}"
+            message = f"3D boxes ({how}): " + (", ".join(found) if found else "none")
+            return message + (f". Not found: {'; '.join(missing)}" if missing else "") + "."
+
+        return self._run("Could not show 3D boxes", apply)
+
+    def apply_clear_boxes(self) -> str:
+        """Removes the drawn 3D boxes."""
+
+        def apply() -> str:
+            count = self._remove_boxes()
+            return f"3D boxes cleared ({count // BOX_NODES} removed)."
+
+        return self._run("Could not clear 3D boxes", apply)
+
+    def _remove_boxes(self) -> int:
+        handles, self._box_handles = self._box_handles, []
+        for handle in handles:
+            handle.remove()
+        return len(handles)
+
     def legend(self) -> str:
         """Markdown legend of the segmentation colours (class name -> colour), or why there is none."""
         hook = getattr(self.model, "segmentation_legend", None)
@@ -293,6 +365,30 @@ class LaserViewerControls(nn.Module, ViewerElement[str]):
         if self._legend_handle is not None:
             self._legend_handle.content = self.legend()
         return message
+
+
+def box_edges(low: Sequence[float], high: Sequence[float]) -> list[tuple[tuple[float, ...], tuple[float, ...]]]:
+    """The 12 edges (pairs of corners) of the axis-aligned box from ``low`` to ``high``."""
+    corners = [tuple(high[a] if (i >> a) & 1 else low[a] for a in range(3)) for i in range(8)]
+    # corners i and j share an edge when their indices differ in exactly one bit (one axis)
+    return [(corners[i], corners[j]) for i in range(8) for j in range(i + 1, 8) if bin(i ^ j).count("1") == 1]
+
+
+def draw_box(scene: Any, name: str, where: Any, color: Sequence[int]) -> list[Any]:
+    """Draws a localisation (laser_ns.export.locate.Localisation) as a wire box, a sphere at its best point and a
+    label; returns the BOX_NODES scene handles. Positions are the dataparser frame's, scaled as the viewer does."""
+    from nerfstudio.viewer.viewer import VISER_NERFSTUDIO_SCALE_RATIO as SCALE
+
+    low, high = where.box
+    rgb = tuple(int(c) for c in color)
+    handles = [
+        scene.add_spline_catmull_rom(f"{name}/edge_{k}", (a, b), line_width=3.0, color=rgb)
+        for k, (a, b) in enumerate(box_edges(low * SCALE, high * SCALE))
+    ]
+    best = tuple(float(v) for v in where.best_point * SCALE)
+    handles.append(scene.add_icosphere(f"{name}/best_point", radius=0.02 * SCALE, color=rgb, position=best))
+    handles.append(scene.add_label(f"{name}/label", where.query, position=tuple(float(v) for v in high * SCALE)))
+    return handles
 
 
 def _limit_queries(queries: list[str]) -> tuple[list[str], str]:

@@ -122,6 +122,15 @@ class Plane:
         """Texture coordinates in world units."""
         return _dominant_axis_uv(p, n)
 
+    def surface_distance(self, p: Float[np.ndarray, "n 3"]) -> Float[np.ndarray, " n"]:
+        """Unsigned distance from points `p` to the plane."""
+        n = np.asarray(self.normal, dtype=np.float64)
+        return np.abs((p - np.asarray(self.point, dtype=np.float64)) @ (n / np.linalg.norm(n)))
+
+    def bounds(self) -> None:
+        """Planes are unbounded: they have no box."""
+        return None
+
 
 @dataclass(frozen=True)
 class Sphere:
@@ -162,6 +171,15 @@ class Sphere:
         azimuth = np.arctan2(n[:, 2], n[:, 0]) + np.pi
         polar = np.arccos(np.clip(n[:, 1], -1.0, 1.0))
         return np.stack([azimuth, polar], axis=1) * self.radius
+
+    def surface_distance(self, p: Float[np.ndarray, "n 3"]) -> Float[np.ndarray, " n"]:
+        """Unsigned distance from points `p` to the sphere's surface."""
+        return np.abs(np.linalg.norm(p - np.asarray(self.center, dtype=np.float64), axis=-1) - self.radius)
+
+    def bounds(self) -> tuple[Vec3, Vec3]:
+        """Axis-aligned box (min corner, max corner) around the primitive."""
+        c = np.asarray(self.center, dtype=np.float64)
+        return tuple(c - self.radius), tuple(c + self.radius)  # type: ignore[return-value]
 
 
 @dataclass(frozen=True)
@@ -211,6 +229,19 @@ class Box:
     def surface_uv(self, p: Float[np.ndarray, "n 3"], n: Float[np.ndarray, "n 3"]) -> Float[np.ndarray, "n 2"]:
         """Texture coordinates in world units, relative to the minimum corner."""
         return _dominant_axis_uv(p - np.asarray(self.lo, dtype=np.float64), n)
+
+    def surface_distance(self, p: Float[np.ndarray, "n 3"]) -> Float[np.ndarray, " n"]:
+        """Unsigned distance from points `p` to the box's surface (inside points measure to the nearest face)."""
+        lo = np.asarray(self.lo, dtype=np.float64)
+        hi = np.asarray(self.hi, dtype=np.float64)
+        q = np.abs(p - 0.5 * (lo + hi)) - 0.5 * (hi - lo)  # per-axis excess over the half size
+        outside = np.linalg.norm(np.maximum(q, 0.0), axis=-1)
+        inside = np.minimum(q.max(axis=-1), 0.0)
+        return np.abs(outside + inside)
+
+    def bounds(self) -> tuple[Vec3, Vec3]:
+        """Axis-aligned box (min corner, max corner) around the primitive."""
+        return self.lo, self.hi
 
 
 @dataclass(frozen=True)
@@ -287,6 +318,22 @@ class Cylinder:
         cap = p[:, [0, 2]]
         return np.where((np.abs(n[:, 1]) > 0.5)[:, None], cap, side)
 
+    def surface_distance(self, p: Float[np.ndarray, "n 3"]) -> Float[np.ndarray, " n"]:
+        """Unsigned distance from points `p` to the capped cylinder's surface (side or caps)."""
+        cx, cz = self.center_xz
+        rho = np.hypot(p[:, 0] - cx, p[:, 2] - cz)
+        half = 0.5 * (self.y_max - self.y_min)
+        q = np.stack([rho - self.radius, np.abs(p[:, 1] - (self.y_min + half)) - half], axis=-1)
+        outside = np.linalg.norm(np.maximum(q, 0.0), axis=-1)
+        inside = np.minimum(q.max(axis=-1), 0.0)
+        return np.abs(outside + inside)
+
+    def bounds(self) -> tuple[Vec3, Vec3]:
+        """Axis-aligned box (min corner, max corner) around the primitive."""
+        cx, cz = self.center_xz
+        r = self.radius
+        return (cx - r, self.y_min, cz - r), (cx + r, self.y_max, cz + r)
+
 
 Primitive = Union[Plane, Sphere, Box, Cylinder]
 
@@ -352,6 +399,26 @@ class SceneSpec:
         """Label index of each primitive."""
         index = {name: k for k, name in enumerate(self.class_names)}
         return np.array([index[p.prompt] for p in self.primitives], dtype=np.int64)
+
+    def _class_primitives(self, name: str) -> list[Primitive]:
+        parts = [p for p in self.primitives if p.prompt == name]
+        if not parts:
+            raise ValueError(f"Scene {self.name!r} has no class {name!r}; its classes are {self.class_names}.")
+        return parts
+
+    def class_surface_distance(self, name: str, points: Float[np.ndarray, "n 3"]) -> Float[np.ndarray, " n"]:
+        """Distance from each point to the nearest surface of class `name` (all its primitives)."""
+        points = np.asarray(points, dtype=np.float64).reshape(-1, 3)
+        return np.min([p.surface_distance(points) for p in self._class_primitives(name)], axis=0)
+
+    def class_bounds(self, name: str) -> tuple[Vec3, Vec3] | None:
+        """Axis-aligned box (min, max corner) around every primitive of class `name`; None if a plane is part of it."""
+        boxes = [p.bounds() for p in self._class_primitives(name)]
+        if any(b is None for b in boxes):
+            return None
+        lo = np.min([b[0] for b in boxes], axis=0)  # type: ignore[index]
+        hi = np.max([b[1] for b in boxes], axis=0)  # type: ignore[index]
+        return tuple(float(v) for v in lo), tuple(float(v) for v in hi)  # type: ignore[return-value]
 
 
 def look_at(position: Float[np.ndarray, " 3"], target: Float[np.ndarray, " 3"]) -> Float[np.ndarray, "4 4"]:

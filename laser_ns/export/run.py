@@ -1,0 +1,98 @@
+"""Loading a trained laser run for export, the way ``laser-eval`` does (nerfstudio's ``eval_setup``), with checks
+that turn the usual mistakes (wrong path, another method's run, no checkpoint) into messages that say what to do."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from nerfstudio.utils.rich_utils import CONSOLE
+
+from laser_ns.export.frames import TRANSFORMS_FILE, SceneFrames
+
+LASER_METHODS = ("laser", "laser-lite")
+"""Method names whose runs these tools read (presets from ``laser-train`` keep one of them)."""
+
+
+class ExportError(ValueError):
+    """Bad input to an export or localisation; the message says what was wrong and what to do."""
+
+
+@dataclass
+class LaserRun:
+    """A loaded run: the pipeline in eval mode, its checkpoint and its frames."""
+
+    config_path: Path
+    """The run's config.yml."""
+    pipeline: Any
+    """The LaserPipeline, in eval mode, with the checkpoint's weights."""
+    checkpoint: Path
+    """The checkpoint file that was loaded."""
+    step: int
+    """Training step of the checkpoint."""
+    frames: SceneFrames
+    """Dataparser frame <-> original capture frame."""
+
+
+def resolve_config(path: Path) -> Path:
+    """The config.yml that ``path`` names (a file, or a run folder holding one), or an ExportError."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "config.yml"
+    if not path.is_file():
+        raise ExportError(
+            f"No training config at {path}. Pass --load-config with the config.yml of a laser run, "
+            "e.g. outputs/<experiment>/laser/<timestamp>/config.yml."
+        )
+    return path
+
+
+def read_config(path: Path):
+    """The TrainerConfig saved in ``path``, checked to be a laser run with a checkpoint."""
+    import yaml
+    from nerfstudio.engine.trainer import TrainerConfig
+
+    try:
+        config = yaml.load(path.read_text(), Loader=yaml.Loader)
+    except Exception as err:  # a YAML file of something else, or a config of a plugin that is not installed
+        raise ExportError(f"{path} is not a readable nerfstudio config ({type(err).__name__}: {err}).") from err
+    if not isinstance(config, TrainerConfig):
+        raise ExportError(f"{path} is not a nerfstudio training config (it holds a {type(config).__name__}).")
+    if config.method_name not in LASER_METHODS:
+        raise ExportError(
+            f"{path} is a '{config.method_name}' run; these tools read laser runs ({', '.join(LASER_METHODS)}). "
+            "Use nerfstudio's ns-export for other methods."
+        )
+    checkpoints = sorted(config.get_checkpoint_dir().glob("step-*.ckpt"))
+    if not checkpoints:
+        raise ExportError(
+            f"{path} names the checkpoint folder {config.get_checkpoint_dir()}, which holds no step-*.ckpt. "
+            "Train until a checkpoint is saved, or run from the folder the training ran in (the config's output "
+            "paths are relative to it)."
+        )
+    return config
+
+
+def load_run(config_path: Path) -> LaserRun:
+    """Loads the pipeline of a laser run for inference (no training images are read)."""
+    from nerfstudio.utils.eval_utils import eval_setup
+
+    from laser_ns.compat import allow_numpy_scalars_in_checkpoints
+
+    path = resolve_config(config_path)
+    read_config(path)
+    allow_numpy_scalars_in_checkpoints()
+    _, pipeline, checkpoint, step = eval_setup(path, test_mode="inference")
+    return LaserRun(path, pipeline, checkpoint, step, run_frames(path, pipeline))
+
+
+def run_frames(config_path: Path, pipeline: Any) -> SceneFrames:
+    """The run's ``dataparser_transforms.json``; without it, the transform the dataparser computes now."""
+    saved = Path(config_path).parent / TRANSFORMS_FILE
+    if saved.is_file():
+        return SceneFrames.from_json(saved)
+    outputs = pipeline.datamanager.train_dataparser_outputs
+    CONSOLE.print(f"[yellow]{saved} is missing; using the transform the dataparser computes from the data now.")
+    transform = outputs.dataparser_transform.detach().cpu().double().numpy()
+    return SceneFrames(transform=transform, scale=float(outputs.dataparser_scale), source="dataparser outputs")
