@@ -85,6 +85,49 @@ def interpolate_positional_embedding(
     return torch.cat([class_pos, patch_pos.to(positional_embedding.dtype)], dim=0)
 
 
+def block_attention(
+    attn: nn.MultiheadAttention, y: Float[Tensor, "B N width"], mode: Literal["csa", "maskclip", "standard"]
+) -> Float[Tensor, "B N width"]:
+    """Self-attention of ``attn`` on normalised tokens ``y`` (batch-first), with its output projection.
+
+    The packed ``in_proj_weight``/``in_proj_bias`` rows are q, k, v in that order. Modes (METHOD.md section 2):
+    "standard" is the block's own ``softmax(q k^T s) v``; "csa" is SCLIP's ``(softmax(q q^T s) + softmax(k k^T s)) v``,
+    computed as the sum of two attentions since the product distributes over the sum; "maskclip" keeps only the value
+    path. ``s = head_dim ** -0.5``. Every attention goes through ``scaled_dot_product_attention``, whose fused CPU and
+    CUDA kernels never hold the N x N weights, so memory grows linearly with the number of tokens N.
+    """
+    width = y.shape[-1]
+    if mode == "maskclip":
+        # Value path only: each token keeps its own (projected) value, no mixing between tokens.
+        return attn.out_proj(F.linear(y, attn.in_proj_weight[2 * width :], attn.in_proj_bias[2 * width :]))
+    batch, tokens = y.shape[0], y.shape[1]
+    heads = attn.num_heads
+    head_dim = width // heads
+    scale = head_dim**-0.5
+    qkv = F.linear(y, attn.in_proj_weight, attn.in_proj_bias)  # [B, N, 3*width]
+    q, k, v = (
+        t.reshape(batch, tokens, heads, head_dim).transpose(1, 2)  # [B, heads, N, head_dim]
+        for t in qkv.chunk(3, dim=-1)
+    )
+    if mode == "csa":
+        out = F.scaled_dot_product_attention(q, q, v, scale=scale)
+        out += F.scaled_dot_product_attention(k, k, v, scale=scale)
+    elif mode == "standard":
+        out = F.scaled_dot_product_attention(q, k, v, scale=scale)
+    else:
+        raise ValueError(f"Unknown attention mode {mode!r}; choose 'csa', 'maskclip' or 'standard'.")
+    return attn.out_proj(out.transpose(1, 2).reshape(batch, tokens, width))  # heads merged back: [B, N, width]
+
+
+def residual_block(
+    block: nn.Module, x: Float[Tensor, "B N width"], mode: Literal["csa", "maskclip", "standard"]
+) -> Float[Tensor, "B N width"]:
+    """One open_clip ``ResidualAttentionBlock`` on batch-first tokens, its attention computed by
+    :func:`block_attention` in ``mode`` ("standard" equals the block's own forward); LayerScales are kept."""
+    x = x + block.ls_1(block_attention(block.attn, block.ln_1(x), mode))
+    return x + block.ls_2(block.mlp(block.ln_2(x)))
+
+
 def _file_sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as f:
@@ -220,9 +263,18 @@ class DenseClip(DenseTeacher):
                 f"{cfg.model_name} is not a plain open_clip VisionTransformer (timm tower or attentional pooling); "
                 "the dense forward needs one. Use ViT-B-16."
             )
-        last_attn = visual.transformer.resblocks[-1].attn
-        if not isinstance(last_attn, nn.MultiheadAttention) or last_attn.in_proj_weight is None:
-            raise ValueError(f"{cfg.model_name}'s last block has no packed q/k/v projection; use ViT-B-16.")
+        for block in visual.transformer.resblocks:
+            attn = getattr(block, "attn", None)
+            packed = isinstance(attn, nn.MultiheadAttention) and attn.in_proj_weight is not None
+            if (
+                not packed
+                or hasattr(block, "ln_1_kv")
+                or not all(hasattr(block, name) for name in ("ln_1", "ls_1", "ln_2", "mlp", "ls_2"))
+            ):
+                raise ValueError(
+                    f"{cfg.model_name}'s transformer blocks are not plain open_clip self-attention blocks with a "
+                    "packed q/k/v projection; the dense forward needs them. Use ViT-B-16."
+                )
         model = model.to(self.device).eval()
         model.requires_grad_(False)
         return model
@@ -283,7 +335,12 @@ class DenseClip(DenseTeacher):
         return ((pixels - mean) / std)[None]
 
     def tokens_before_last_block(self, pixels: Float[Tensor, "B 3 H W"]) -> Float[Tensor, "B 1+h*w width"]:
-        """Embed normalised pixels and run every transformer block but the last, unchanged (batch-first output)."""
+        """Embed normalised pixels and run every transformer block but the last, unchanged (batch-first output).
+
+        The blocks run through :func:`residual_block` rather than open_clip's ``nn.MultiheadAttention``, which
+        materialises every head's N x N attention weights (12 x 47k x 47k floats for a 4032x3024 image); the result
+        is the same up to float rounding.
+        """
         visual = self.clip_model.visual
         x = visual.conv1(pixels.to(visual.conv1.weight.dtype))  # [B, width, h, w]
         grid = (x.shape[2], x.shape[3])
@@ -293,14 +350,8 @@ class DenseClip(DenseTeacher):
         x = x + interpolate_positional_embedding(visual.positional_embedding, visual.grid_size, grid).to(x.dtype)
         # patch_dropout is skipped on purpose: every tile needs its token (it is an identity in eval mode anyway).
         x = visual.ln_pre(x)
-
-        transformer = visual.transformer
-        if not transformer.batch_first:
-            x = x.transpose(0, 1)  # [1+h*w, B, width]: the blocks' nn.MultiheadAttention expects sequence-first
-        for block in transformer.resblocks[:-1]:
-            x = block(x)
-        if not transformer.batch_first:
-            x = x.transpose(0, 1)  # [B, 1+h*w, width]
+        for block in visual.transformer.resblocks[:-1]:
+            x = residual_block(block, x, "standard")
         return x
 
     def last_block(
@@ -308,44 +359,12 @@ class DenseClip(DenseTeacher):
     ) -> Float[Tensor, "B N width"]:
         """The last transformer block with its attention replaced ("standard" = unmodified, for checks).
 
-        Works on batch-first tokens whatever open_clip's layout, using the block's own weights: the packed
-        ``in_proj_weight``/``in_proj_bias`` rows are q, k, v in that order; ``ls_1``/``ls_2`` LayerScales are kept.
+        Works on batch-first tokens whatever open_clip's layout, using the block's own weights (see
+        :func:`residual_block`).
         """
-        block = self.clip_model.visual.transformer.resblocks[-1]
-        attn: nn.MultiheadAttention = block.attn
-        width = x.shape[-1]
-        y = block.ln_1(x)
-
-        if mode == "maskclip":
-            # Value path only: each token keeps its own (projected) value, no mixing between tokens.
-            v = F.linear(y, attn.in_proj_weight[2 * width :], attn.in_proj_bias[2 * width :])
-            attended = attn.out_proj(v)
-        elif mode in ("csa", "standard"):
-            batch, tokens = x.shape[0], x.shape[1]
-            heads = attn.num_heads
-            head_dim = width // heads
-            scale = head_dim**-0.5
-            qkv = F.linear(y, attn.in_proj_weight, attn.in_proj_bias)  # [B, N, 3*width]
-            q, k, v = (
-                t.reshape(batch, tokens, heads, head_dim).transpose(1, 2)  # [B, heads, N, head_dim]
-                for t in qkv.chunk(3, dim=-1)
-            )
-            out = torch.empty_like(q)
-            # One head at a time bounds memory to one [B, N, N] map: a 1008x756 image has N = 2962 tokens.
-            for h in range(heads):
-                if mode == "csa":
-                    weights = torch.softmax(q[:, h] @ q[:, h].transpose(-1, -2) * scale, dim=-1) + torch.softmax(
-                        k[:, h] @ k[:, h].transpose(-1, -2) * scale, dim=-1
-                    )
-                else:
-                    weights = torch.softmax(q[:, h] @ k[:, h].transpose(-1, -2) * scale, dim=-1)
-                out[:, h] = weights @ v[:, h]
-            attended = attn.out_proj(out.transpose(1, 2).reshape(batch, tokens, width))
-        else:
+        if mode not in ("csa", "maskclip", "standard"):
             raise ValueError(f"Unknown last-block mode {mode!r}; choose 'csa', 'maskclip' or 'standard'.")
-
-        x = x + block.ls_1(attended)
-        return x + block.ls_2(block.mlp(block.ln_2(x)))
+        return residual_block(self.clip_model.visual.transformer.resblocks[-1], x, mode)
 
     @torch.no_grad()
     def dense_features(

@@ -308,3 +308,54 @@ def test_runs_on_cuda_and_matches_cpu(csa_teacher, image_96x160):
         torch.testing.assert_close(gpu_text.cpu(), cpu_text, atol=5e-3, rtol=0)
     finally:
         csa_teacher.to(torch.device("cpu"))
+
+
+def _naive_attention(attn: nn.Module, y: torch.Tensor, mode: str) -> torch.Tensor:
+    """The textbook formulas, one head at a time, with explicit N x N softmax maps."""
+    batch, tokens, width = y.shape
+    heads = attn.num_heads
+    scale = (width // heads) ** -0.5
+    q, k, v = F.linear(y, attn.in_proj_weight, attn.in_proj_bias).split(width, dim=-1)
+    out = []
+    for h in range(heads):
+        cols = slice(h * width // heads, (h + 1) * width // heads)
+        qh, kh, vh = q[..., cols], k[..., cols], v[..., cols]
+        if mode == "csa":
+            weights = torch.softmax(qh @ qh.transpose(-1, -2) * scale, -1) + torch.softmax(
+                kh @ kh.transpose(-1, -2) * scale, -1
+            )
+        else:
+            weights = torch.softmax(qh @ kh.transpose(-1, -2) * scale, -1)
+        out.append(weights @ vh)
+    return attn.out_proj(torch.cat(out, dim=-1))
+
+
+@pytest.mark.parametrize("mode", ["csa", "standard"])
+def test_fused_attention_equals_naive_formula_non_square(csa_teacher, mode):
+    # 80x144 pixels: a 5x9 grid, neither square nor 14x14, plus the class token (N = 46).
+    from laser_ns.teachers.dense_clip import block_attention
+
+    image = torch.rand(80, 144, 3, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        tokens = csa_teacher.tokens_before_last_block(csa_teacher.normalize_pixels(image))
+        assert tokens.shape == (1, 46, 768)
+        block = csa_teacher.clip_model.visual.transformer.resblocks[-1]
+        y = block.ln_1(tokens)
+        torch.testing.assert_close(
+            block_attention(block.attn, y, mode), _naive_attention(block.attn, y, mode), atol=2e-5, rtol=1e-5
+        )
+
+
+def test_first_blocks_equal_open_clips_own_blocks_non_square(csa_teacher):
+    # The first 11 blocks run through SDPA instead of open_clip's nn.MultiheadAttention; the tokens must agree.
+    image = torch.rand(80, 144, 3, generator=torch.Generator().manual_seed(4))
+    visual = csa_teacher.clip_model.visual
+    with torch.no_grad():
+        ours = csa_teacher.tokens_before_last_block(csa_teacher.normalize_pixels(image))
+        x = visual.conv1(csa_teacher.normalize_pixels(image)).flatten(2).transpose(1, 2)
+        x = torch.cat([visual.class_embedding.expand(1, 1, -1), x], dim=1)
+        x = visual.ln_pre(x + interpolate_positional_embedding(visual.positional_embedding, (14, 14), (5, 9)))
+        assert visual.transformer.batch_first
+        for block in visual.transformer.resblocks[:-1]:
+            x = block(x)
+    torch.testing.assert_close(ours, x, atol=1e-4, rtol=1e-4)
