@@ -1,5 +1,6 @@
 """DenseClip on randomly initialised ViT-B-16 weights (no download): shapes, the dense forward, weights handling."""
 
+import os
 import re
 import subprocess
 import sys
@@ -228,11 +229,16 @@ def test_random_weights_are_seeded(csa_teacher, maskclip_teacher):
     )
 
 
-def test_offline_pretrained_gives_one_clear_error(monkeypatch, tmp_path):
+def test_failed_download_gives_one_clear_error(monkeypatch, tmp_path):
+    # The Hub answers (so the download is attempted) but open_clip's download fails.
+    from laser_ns.teachers import dense_clip
+
     def offline(*args, **kwargs):
         raise FileNotFoundError("Failed to download file (open_clip_pytorch_model.bin)")
 
     monkeypatch.setattr(open_clip, "create_model_and_transforms", offline)
+    monkeypatch.setattr(dense_clip, "_cached_hf_file", lambda repo_id, names: None)
+    monkeypatch.setattr(dense_clip, "_hub_unreachable_reason", lambda repo_id, filename: None)
     # allow_random_weights must not turn a failed download into a silent random model.
     teacher = DenseClipConfig(pretrained="openai", allow_random_weights=True).setup()
     with pytest.raises(RuntimeError) as info:
@@ -241,7 +247,8 @@ def test_offline_pretrained_gives_one_clear_error(monkeypatch, tmp_path):
     assert "could not be obtained" in message
     assert "--pipeline.teacher.checkpoint" in message
     assert "~/.cache/huggingface" in message
-    assert "label-map teacher" in message
+    assert "hf_hub_download('timm/vit_base_patch16_clip_224.openai', 'open_clip_pytorch_model.bin')" in message
+    assert "label-map teacher" in message and "--pipeline.teacher-type labels" in message
     assert isinstance(info.value.__cause__, FileNotFoundError)
     assert not teacher.is_built
 
@@ -359,3 +366,81 @@ def test_first_blocks_equal_open_clips_own_blocks_non_square(csa_teacher):
         for block in visual.transformer.resblocks[:-1]:
             x = block(x)
     torch.testing.assert_close(ours, x, atol=1e-4, rtol=1e-4)
+
+
+_OFFLINE_SCRIPT = """
+import time
+import huggingface_hub, open_clip  # imported first: the test times the teacher, not Python's imports
+from laser_ns.teachers.dense_clip import DenseClipConfig
+teacher = DenseClipConfig().setup()
+start = time.monotonic()
+try:
+    teacher.encode_text(["chair"])
+finally:
+    print(f"SECONDS {time.monotonic() - start:.3f}", flush=True)
+"""
+
+
+@pytest.mark.parametrize("offline", ["HF_HUB_OFFLINE", "unreachable endpoint"])
+def test_uncached_weights_fail_fast_with_every_way_forward(tmp_path, offline):
+    # An empty Hugging Face cache, and either offline mode or a Hub address that refuses connections at once: the
+    # result must not depend on whether this machine has a network or cached weights.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HF_") and "proxy" not in k.lower()}
+    env.update(HF_HOME=str(tmp_path / "hf"), PYTHONPATH=str(Path(__file__).resolve().parents[2]))
+    if offline == "HF_HUB_OFFLINE":
+        env["HF_HUB_OFFLINE"] = "1"
+    else:
+        env["HF_ENDPOINT"] = "http://127.0.0.1:9"  # the discard port: nothing listens there
+    result = subprocess.run([sys.executable, "-c", _OFFLINE_SCRIPT], capture_output=True, text=True, env=env)
+    assert result.returncode != 0
+    seconds = float(re.search(r"SECONDS ([0-9.]+)", result.stdout).group(1))
+    assert seconds < 10, f"took {seconds:.1f} s to give up"
+    stderr = result.stderr
+    assert stderr.count("Traceback") == 1, stderr  # our error alone: no chained or logged download failures
+    assert "Retrying" not in stderr and "thrown while requesting" not in stderr, stderr
+    message = " ".join(stderr.split())
+    assert "ClipWeightsUnavailable: The CLIP weights ViT-B-16/openai could not be obtained" in message
+    assert str(tmp_path / "hf" / "hub") in message  # the cache that was searched
+    assert "--pipeline.teacher.checkpoint /path/to/open_clip_pytorch_model.bin" in message
+    assert "hf_hub_download('timm/vit_base_patch16_clip_224.openai', 'open_clip_pytorch_model.bin')" in message
+    assert "--pipeline.teacher-type labels" in message
+
+
+def test_cached_weights_are_loaded_without_the_network(monkeypatch, tmp_path):
+    # A file in the cache is loaded directly: no request is made, even when the Hub is unreachable.
+    from laser_ns.teachers import dense_clip
+
+    cached = tmp_path / "open_clip_model.safetensors"
+    cached.write_bytes(b"")
+    loaded = {}
+
+    def create(model_name, pretrained=None, **kwargs):
+        loaded["pretrained"] = pretrained
+        raise RuntimeError("stop after recording what would be loaded")
+
+    def no_network(*args, **kwargs):
+        raise AssertionError("the Hub was contacted although the weights are cached")
+
+    monkeypatch.setattr(open_clip, "create_model_and_transforms", create)
+    monkeypatch.setattr(dense_clip, "_cached_hf_file", lambda repo_id, names: str(cached))
+    monkeypatch.setattr(dense_clip, "_hub_unreachable_reason", no_network)
+    with pytest.raises(RuntimeError, match="stop after recording"):
+        DenseClipConfig().setup().encode_text(["chair"])
+    assert loaded["pretrained"] == str(cached)
+
+
+def test_feature_dim_comes_from_the_architecture_without_building():
+    # ViT-L-16 embeds in 768 dimensions; reading that must not build (or download) anything.
+    large = DenseClipConfig(model_name="ViT-L-16").setup()
+    assert large.feature_dim == 768
+    assert not large.is_built
+    with pytest.raises(ValueError, match="no model named 'ViT-Q-16'"):
+        _ = DenseClipConfig(model_name="ViT-Q-16").setup().feature_dim
+
+
+def test_feature_dim_matches_a_built_non_512_model():
+    small = _random_config(model_name="ViT-S-16").setup()
+    assert small.feature_dim == 384 and not small.is_built
+    assert small.encode_text(["chair"]).shape == (1, 384)
+    assert small.dense_features(torch.rand(32, 48, 3)).shape == (2, 3, 384)
+    assert small.is_built and small.feature_dim == 384
