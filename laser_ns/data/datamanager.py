@@ -145,11 +145,12 @@ class LaserDataManager(VanillaDataManager[LaserDataset]):
             self.teacher.set_class_names(dataset.metadata["class_names"])
         cache_dir = self.config.cache_dir or data / "laser_cache"
         cache = FeatureCache(cache_dir, self.teacher.identity())
-        features = []
+        features, sizes = [], []
         try:
             for i in tqdm(range(len(teacher_images)), desc="Teacher features", unit="image"):
                 # One image at a time: full-size captures do not all fit in memory at once.
                 image = teacher_images.get_image_float32(i)[..., :3]
+                sizes.append((image.shape[1], image.shape[0]))  # (width, height)
                 labels = teacher_images.label_map(i, size=(image.shape[0], image.shape[1])) if has_labels else None
                 # The cache key hashes this image's pixels and size, so it changes with teacher_image_scale.
                 features.append(cache.features_for_image(self.teacher, image, labels))
@@ -160,15 +161,14 @@ class LaserDataManager(VanillaDataManager[LaserDataset]):
                 f"{error} This scene has label maps ({data / 'labels'}/): it can train right now with "
                 "--pipeline.teacher-type labels."
             ) from None
-        self._warn_if_grid_smaller_than_a_patch(teacher_images, features)
+        self._warn_if_grid_smaller_than_a_patch(sizes, features)
         CONSOLE.print(
             f"[laser_ns] teacher features for {len(features)} images: {tuple(features[0].shape)} each, from "
-            f"{int(teacher_images.cameras.width[0])}x{int(teacher_images.cameras.height[0])} images "
-            f"(teacher_image_scale {scale} of the capture)"
+            f"{sizes[0][0]}x{sizes[0][1]} images (teacher_image_scale {scale} of the capture)"
         )
         return [f.to(self.device) for f in features]
 
-    def _warn_if_grid_smaller_than_a_patch(self, teacher_images: LaserDataset, features: list[Tensor]) -> None:
+    def _warn_if_grid_smaller_than_a_patch(self, sizes: list[tuple[int, int]], features: list[Tensor]) -> None:
         """One warning when some image's tile grid is smaller than a language patch: patches then shrink to it."""
         tile_px = self.config.language_patch_size // 16
         small = [i for i, f in enumerate(features) if f.shape[0] < tile_px or f.shape[1] < tile_px]
@@ -176,7 +176,7 @@ class LaserDataManager(VanillaDataManager[LaserDataset]):
             return
         i = small[0]
         grid_h, grid_w = features[i].shape[:2]
-        width, height = int(teacher_images.cameras.width[i]), int(teacher_images.cameras.height[i])
+        width, height = sizes[i]
         capture = self.train_dataparser_outputs.image_filenames[i]
         capture_w, capture_h = image_size(capture)
         scale = self.config.teacher_image_scale
@@ -185,8 +185,8 @@ class LaserDataManager(VanillaDataManager[LaserDataset]):
         CONSOLE.print(
             f"[bold yellow]WARNING: the teacher sees {width}x{height} images (teacher_image_scale {scale} x the "
             f"{capture_w}x{capture_h} capture, e.g. {capture}), a {grid_w}x{grid_h}-tile grid, smaller than one "
-            f"{self.config.language_patch_size}-pixel language patch ({tile_px}x{tile_px} tiles); {len(small)} of "
-            f"{len(features)} images are. Each patch is then the whole image. Raise "
+            f"{self.config.language_patch_size}-pixel language patch ({tile_px}x{tile_px} tiles), as for {len(small)} "
+            f"of the {len(features)} images. Their patches are cut down to the whole image. Raise "
             f"--pipeline.datamanager.teacher-image-scale (to {needed_scale} or more) or lower "
             f"--pipeline.datamanager.language-patch-size (to {16 * min(grid_h, grid_w)} or less)."
         )

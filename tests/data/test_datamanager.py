@@ -129,7 +129,7 @@ def test_grid_smaller_than_a_patch_warns_once_with_the_fix(tiny_scene, tmp_path,
     out = " ".join(capsys.readouterr().out.split())
     assert out.count("smaller than one 32-pixel language patch") == 1
     assert "the teacher sees 16x12 images (teacher_image_scale 0.25 x the 64x48 capture" in out
-    assert "a 1x1-tile grid" in out and "8 of 8 images" in out
+    assert "a 1x1-tile grid" in out and "as for 8 of the 8 images" in out
     assert "--pipeline.datamanager.teacher-image-scale (to 0.5 or more)" in out
     assert "--pipeline.datamanager.language-patch-size (to 16 or less)" in out
 
