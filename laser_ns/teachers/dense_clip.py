@@ -92,7 +92,11 @@ def _hub_unreachable_reason(repo_id: str, filename: str) -> str | None:
     about a minute, which is what this check spares the user.
     """
     from huggingface_hub import constants, get_hf_file_metadata, hf_hub_url
-    from huggingface_hub.errors import HfHubHTTPError
+
+    try:
+        from huggingface_hub.errors import HfHubHTTPError
+    except ImportError:  # huggingface_hub < 0.23
+        from huggingface_hub.utils import HfHubHTTPError
 
     if getattr(constants, "HF_HUB_OFFLINE", False):
         return "HF_HUB_OFFLINE is set"
