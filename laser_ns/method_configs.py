@@ -100,6 +100,7 @@ def laser_lite_config() -> TrainerConfig:
     datamanager.train_num_rays_per_batch = 256
     datamanager.eval_num_rays_per_batch = 256
     datamanager.language_patch_size = 128
+    datamanager.teacher_image_scale = 1.0  # small generated scenes: the teacher sees the images as they are
     datamanager.language_patches_per_step = 2
     model = config.pipeline.model
     model.max_num_iterations = steps

@@ -6,6 +6,7 @@ per step as in the reference; random tile-aligned crops of the cached feature ma
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Union
@@ -20,7 +21,7 @@ from nerfstudio.utils.rich_utils import CONSOLE
 from torch import Tensor
 
 from laser_ns.data.dataparser import LaserDataParserConfig
-from laser_ns.data.semantics import UNLABELLED, read_label_map, read_masks
+from laser_ns.data.semantics import UNLABELLED, image_size, read_label_map, read_masks
 
 
 class LaserDataset(InputDataset):
@@ -41,16 +42,16 @@ class LaserDataset(InputDataset):
             masks = F.interpolate(masks[None].float(), size=(height, width), mode="nearest")[0] > 0.5
         return {"segmentation_masks": masks.permute(1, 2, 0)}  # [H, W, C]
 
-    def label_map(self, index: int) -> Tensor | None:
-        """The training label map of image ``index`` as class indices (-1 unlabelled), at the dataset's size."""
+    def label_map(self, index: int, size: tuple[int, int] | None = None) -> Tensor | None:
+        """The training label map of image ``index`` as class indices (-1 unlabelled), at ``size`` (height, width;
+        default: the dataset's image size)."""
         semantics = self.metadata.get("semantics")
         if semantics is None or not semantics.label_paths:
             return None
         path = semantics.label_paths[Path(self.image_filenames[index]).stem]
         labels = torch.from_numpy(read_label_map(path, semantics.label_names, semantics.class_names))
         labels[labels < 0] = UNLABELLED  # the teachers' convention
-        height = int(self.cameras.height[index])
-        width = int(self.cameras.width[index])
+        height, width = size or (int(self.cameras.height[index]), int(self.cameras.width[index]))
         if labels.shape != (height, width):
             labels = F.interpolate(labels[None, None].float(), size=(height, width), mode="nearest")[0, 0].long()
         return labels
@@ -63,8 +64,11 @@ class LaserDataManagerConfig(VanillaDataManagerConfig):
     _target: type = field(default_factory=lambda: LaserDataManager)
     dataparser: LaserDataParserConfig = field(default_factory=LaserDataParserConfig)
     """Reads 3D-OVS/LLFF and nerfstudio scenes."""
+    teacher_image_scale: float = 0.2
+    """Scale of the images the teacher sees relative to the capture (the image files, full size); the reference uses 0.2
+    (patches cut from 5x-downsampled images). RGB trains at camera_res_scale_factor."""
     language_patch_size: int = 256
-    """Side of the square crops, in pixels (a multiple of the teacher's 16-pixel tile), one ray per tile."""
+    """Side of the square crops in pixels of the teacher's image (a multiple of its 16-pixel tile); one ray per tile."""
     language_patches_per_step: int = 8
     """Crops per training step (reference: 8; 16 for the table scene)."""
     language_ray_jitter: bool = True
@@ -109,23 +113,83 @@ class LaserDataManager(VanillaDataManager[LaserDataset]):
 
     # ------------------------------------------------------------------ teacher
     def _teacher_features(self) -> list[Tensor]:
-        from laser_ns.teachers.cache import FeatureCache
+        """Teacher features of every training image, computed on the capture resized by ``teacher_image_scale``.
 
-        dataset = self.train_dataset
-        cache_dir = self.config.cache_dir or Path(self.config.dataparser.data) / "laser_cache"
-        labels = [dataset.label_map(i) for i in range(len(dataset))]
-        if labels and labels[0] is None and self.teacher.needs_labels:
+        The teacher's images are read from the image files and resized exactly as nerfstudio resizes the training
+        images (so with ``teacher_image_scale == camera_res_scale_factor`` they are the training images), whatever
+        the training resolution: it may be larger or smaller than the teacher's. ``_sample_patches`` maps the tile
+        grid onto the training image, which covers the same field of view.
+        """
+        from tqdm import tqdm
+
+        from laser_ns.teachers.cache import FeatureCache
+        from laser_ns.teachers.dense_clip import ClipWeightsUnavailable
+
+        scale = self.config.teacher_image_scale
+        if not scale > 0:
             raise ValueError(
-                f"The label-map teacher needs {Path(self.config.dataparser.data) / 'labels'}/ (METHOD.md section "
+                f"teacher_image_scale must be positive, got {scale}; it is the size of the teacher's images relative "
+                "to the capture (0.2 = 5x smaller, 1.0 = full size). Fix --pipeline.datamanager.teacher-image-scale."
+            )
+        data = Path(self.config.dataparser.data)
+        dataset = self.train_dataset
+        # Same image files and cameras, resized by the teacher's scale instead of camera_res_scale_factor.
+        teacher_images = LaserDataset(self.train_dataparser_outputs, scale_factor=scale)
+        has_labels = len(dataset) > 0 and dataset.label_map(0) is not None
+        if not has_labels and self.teacher.needs_labels:
+            raise ValueError(
+                f"The label-map teacher needs {data / 'labels'}/ (METHOD.md section "
                 "11); this scene has none. Add label maps or use the dense CLIP teacher (--pipeline.teacher-type clip)."
             )
         if self.teacher.needs_labels:
             self.teacher.set_class_names(dataset.metadata["class_names"])
+        cache_dir = self.config.cache_dir or data / "laser_cache"
         cache = FeatureCache(cache_dir, self.teacher.identity())
-        images = [dataset.get_image_float32(i)[..., :3] for i in range(len(dataset))]
-        features = cache.features_for_images(self.teacher, images, labels, desc="Teacher features")
-        CONSOLE.print(f"[laser_ns] teacher features for {len(features)} images: {tuple(features[0].shape)} each")
+        features, sizes = [], []
+        try:
+            for i in tqdm(range(len(teacher_images)), desc="Teacher features", unit="image"):
+                # One image at a time: full-size captures do not all fit in memory at once.
+                image = teacher_images.get_image_float32(i)[..., :3]
+                sizes.append((image.shape[1], image.shape[0]))  # (width, height)
+                labels = teacher_images.label_map(i, size=(image.shape[0], image.shape[1])) if has_labels else None
+                # The cache key hashes this image's pixels and size, so it changes with teacher_image_scale.
+                features.append(cache.features_for_image(self.teacher, image, labels))
+        except ClipWeightsUnavailable as error:
+            if not has_labels:
+                raise
+            raise ClipWeightsUnavailable(
+                f"{error} This scene has label maps ({data / 'labels'}/): it can train right now with "
+                "--pipeline.teacher-type labels."
+            ) from None
+        self._warn_if_grid_smaller_than_a_patch(sizes, features)
+        CONSOLE.print(
+            f"[laser_ns] teacher features for {len(features)} images: {tuple(features[0].shape)} each, from "
+            f"{sizes[0][0]}x{sizes[0][1]} images (teacher_image_scale {scale} of the capture)"
+        )
         return [f.to(self.device) for f in features]
+
+    def _warn_if_grid_smaller_than_a_patch(self, sizes: list[tuple[int, int]], features: list[Tensor]) -> None:
+        """One warning when some image's tile grid is smaller than a language patch: patches then shrink to it."""
+        tile_px = self.config.language_patch_size // 16
+        small = [i for i, f in enumerate(features) if f.shape[0] < tile_px or f.shape[1] < tile_px]
+        if not small:
+            return
+        i = small[0]
+        grid_h, grid_w = features[i].shape[:2]
+        width, height = sizes[i]
+        capture = self.train_dataparser_outputs.image_filenames[i]
+        capture_w, capture_h = image_size(capture)
+        scale = self.config.teacher_image_scale
+        # tile_grid_size rounds each side to the nearest multiple of 16 pixels, so a side needs 16 * tiles - 8 pixels
+        needed_scale = math.ceil(100 * (16 * tile_px - 8) / min(capture_w, capture_h)) / 100
+        CONSOLE.print(
+            f"[bold yellow]WARNING: the teacher sees {width}x{height} images (teacher_image_scale {scale} x the "
+            f"{capture_w}x{capture_h} capture, e.g. {capture}), a {grid_w}x{grid_h}-tile grid, smaller than one "
+            f"{self.config.language_patch_size}-pixel language patch ({tile_px}x{tile_px} tiles), as for {len(small)} "
+            f"of the {len(features)} images. Their patches are cut down to the whole image. Raise "
+            f"--pipeline.datamanager.teacher-image-scale (to {needed_scale} or more) or lower "
+            f"--pipeline.datamanager.language-patch-size (to {16 * min(grid_h, grid_w)} or less)."
+        )
 
     # ------------------------------------------------------------------ batches
     def next_train(self, step: int, with_language: bool = True) -> tuple[RayBundle, dict]:

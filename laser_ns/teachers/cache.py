@@ -163,6 +163,21 @@ class FeatureCache:
         _atomic_write(self.path_for(key), lambda tmp: torch.save(payload, tmp))
         return stored
 
+    def features_for_image(
+        self,
+        teacher: DenseTeacher,
+        image: Float[Tensor, "H W 3"],
+        labels: Int[Tensor, "H W"] | None = None,
+    ) -> Float[Tensor, "h w D"]:
+        """Dense features of one image (fp16, CPU): read from the cache, or computed and stored."""
+        if teacher.identity() != self.teacher_identity:
+            raise ValueError(
+                "This FeatureCache was made for another teacher identity; use FeatureCache.for_teacher(root, teacher)."
+            )
+        key = image_key(image, labels)
+        cached = self.load(key, (*teacher.grid_size(image.shape[0], image.shape[1]), teacher.feature_dim))
+        return cached if cached is not None else self.save(key, teacher.dense_features(image, labels))
+
     def features_for_images(
         self,
         teacher: DenseTeacher,

@@ -11,6 +11,9 @@ model still move it.
 """
 
 import hashlib
+import inspect
+import logging
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,6 +42,88 @@ _FEATURE_FORMAT = 1
 
 _OPENAI_HF_REPO = "timm/vit_base_patch16_clip_224.openai"
 """Where open_clip fetches ViT-B-16 'openai' weights from (named in the offline help)."""
+
+_HUB_PROBE_TIMEOUT_S = 5.0
+"""How long to wait for the Hugging Face Hub before calling the machine offline."""
+
+logger = logging.getLogger(__name__)
+
+
+class ClipWeightsUnavailable(RuntimeError):
+    """The pretrained CLIP weights are neither cached nor downloadable; the message names every way forward."""
+
+
+def _hf_source(pretrained_cfg: dict[str, Any]) -> tuple[str, list[str]] | None:
+    """Hugging Face repo and candidate file names (safetensors first, as open_clip tries them) of a pretrained tag."""
+    hub = pretrained_cfg.get("hf_hub", "")
+    if not hub:
+        return None
+    repo_id, filename = os.path.split(hub)
+    filename = filename or "open_clip_pytorch_model.bin"
+    names = [filename]
+    if filename == "open_clip_pytorch_model.bin":
+        names.insert(0, "open_clip_model.safetensors")
+    elif filename.endswith((".bin", ".pth")):
+        names.insert(0, filename[:-4] + ".safetensors")
+    return repo_id, names
+
+
+def _hf_cache_dir() -> str:
+    from huggingface_hub import constants
+
+    return str(constants.HF_HUB_CACHE)
+
+
+def _cached_hf_file(repo_id: str, names: Sequence[str]) -> str | None:
+    """Path of the first of ``names`` already in the local Hugging Face cache; never touches the network."""
+    from huggingface_hub import try_to_load_from_cache
+
+    for name in names:
+        path = try_to_load_from_cache(repo_id, name)
+        if isinstance(path, str) and Path(path).is_file():
+            return path
+    return None
+
+
+def _hub_unreachable_reason(repo_id: str, filename: str) -> str | None:
+    """Why the Hub cannot serve ``filename`` (offline mode, no network), or None when it answered.
+
+    One request without retries and with a short timeout: huggingface_hub's own download retries a dead network for
+    about a minute, which is what this check spares the user.
+    """
+    from huggingface_hub import constants, get_hf_file_metadata, hf_hub_url
+
+    try:
+        from huggingface_hub.errors import HfHubHTTPError
+    except ImportError:  # huggingface_hub < 0.23
+        from huggingface_hub.utils import HfHubHTTPError
+
+    if getattr(constants, "HF_HUB_OFFLINE", False):
+        return "HF_HUB_OFFLINE is set"
+    kwargs: dict[str, Any] = {"timeout": _HUB_PROBE_TIMEOUT_S}
+    if "retry_on_errors" in inspect.signature(get_hf_file_metadata).parameters:
+        kwargs["retry_on_errors"] = False
+    try:
+        get_hf_file_metadata(hf_hub_url(repo_id, filename), **kwargs)
+    except HfHubHTTPError:
+        return None  # the Hub answered (e.g. 404): the download itself will say what is wrong
+    except Exception as error:  # no DNS, refused, timed out, offline mode...
+        return f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else 'no details'}"
+    return None
+
+
+def _weights_help(model_name: str, tag: str, repo_id: str, filename: str) -> str:
+    """Every way to give DenseClip its weights, for the offline error."""
+    return (
+        "Ways forward: (1) a local weights file: --pipeline.teacher.checkpoint /path/to/" + filename + " (download "
+        f"it from https://huggingface.co/{repo_id}/resolve/main/{filename}); (2) fill the cache on a machine with "
+        'internet: python -c "from huggingface_hub import hf_hub_download; '
+        f"print(hf_hub_download('{repo_id}', '{filename}'))\" and copy the printed file's models--"
+        f"{repo_id.replace('/', '--')} folder into this machine's cache ({_hf_cache_dir()}; default "
+        "~/.cache/huggingface/hub, moved by HF_HOME or HF_HUB_CACHE); (3) on a scene with labels/, lift its label "
+        "maps with the label-map teacher instead of CLIP: --pipeline.teacher-type labels (no CLIP weights needed). "
+        f"DenseClip never falls back to random weights for {model_name}/{tag}."
+    )
 
 
 @dataclass
@@ -83,6 +168,49 @@ def interpolate_positional_embedding(
     patch_pos = F.interpolate(patch_pos.float(), size=target_grid, mode="bicubic", align_corners=False)
     patch_pos = patch_pos.permute(0, 2, 3, 1).reshape(target_grid[0] * target_grid[1], width)  # [M, width]
     return torch.cat([class_pos, patch_pos.to(positional_embedding.dtype)], dim=0)
+
+
+def block_attention(
+    attn: nn.MultiheadAttention, y: Float[Tensor, "B N width"], mode: Literal["csa", "maskclip", "standard"]
+) -> Float[Tensor, "B N width"]:
+    """Self-attention of ``attn`` on normalised tokens ``y`` (batch-first), with its output projection.
+
+    The packed ``in_proj_weight``/``in_proj_bias`` rows are q, k, v in that order. Modes (METHOD.md section 2):
+    "standard" is the block's own ``softmax(q k^T s) v``; "csa" is SCLIP's ``(softmax(q q^T s) + softmax(k k^T s)) v``,
+    computed as the sum of two attentions since the product distributes over the sum; "maskclip" keeps only the value
+    path. ``s = head_dim ** -0.5``. Every attention goes through ``scaled_dot_product_attention``, whose fused CPU and
+    CUDA kernels never hold the N x N weights, so memory grows linearly with the number of tokens N.
+    """
+    width = y.shape[-1]
+    if mode == "maskclip":
+        # Value path only: each token keeps its own (projected) value, no mixing between tokens.
+        return attn.out_proj(F.linear(y, attn.in_proj_weight[2 * width :], attn.in_proj_bias[2 * width :]))
+    batch, tokens = y.shape[0], y.shape[1]
+    heads = attn.num_heads
+    head_dim = width // heads
+    scale = head_dim**-0.5
+    qkv = F.linear(y, attn.in_proj_weight, attn.in_proj_bias)  # [B, N, 3*width]
+    q, k, v = (
+        t.reshape(batch, tokens, heads, head_dim).transpose(1, 2)  # [B, heads, N, head_dim]
+        for t in qkv.chunk(3, dim=-1)
+    )
+    if mode == "csa":
+        out = F.scaled_dot_product_attention(q, q, v, scale=scale)
+        out += F.scaled_dot_product_attention(k, k, v, scale=scale)
+    elif mode == "standard":
+        out = F.scaled_dot_product_attention(q, k, v, scale=scale)
+    else:
+        raise ValueError(f"Unknown attention mode {mode!r}; choose 'csa', 'maskclip' or 'standard'.")
+    return attn.out_proj(out.transpose(1, 2).reshape(batch, tokens, width))  # heads merged back: [B, N, width]
+
+
+def residual_block(
+    block: nn.Module, x: Float[Tensor, "B N width"], mode: Literal["csa", "maskclip", "standard"]
+) -> Float[Tensor, "B N width"]:
+    """One open_clip ``ResidualAttentionBlock`` on batch-first tokens, its attention computed by
+    :func:`block_attention` in ``mode`` ("standard" equals the block's own forward); LayerScales are kept."""
+    x = x + block.ls_1(block_attention(block.attn, block.ln_1(x), mode))
+    return x + block.ls_2(block.mlp(block.ln_2(x)))
 
 
 def _file_sha256(path: Path) -> str:
@@ -130,13 +258,25 @@ class DenseClip(DenseTeacher):
 
     @property
     def feature_dim(self) -> int:  # type: ignore[override]
-        """Channels of the CLIP embedding space (512 for ViT-B-16)."""
+        """Channels of the CLIP embedding space (512 for ViT-B-16, 768 for ViT-L-16).
+
+        Cheap: before the model is built this reads the architecture's JSON config shipped with open_clip (importing
+        open_clip, but building nothing and loading no weights); afterwards, the built model's projection size.
+        """
         if self._clip is not None:
             return int(self._clip.visual.output_dim)
         import open_clip
 
+        return int(self._model_config(open_clip)["embed_dim"])
+
+    def _model_config(self, open_clip: Any) -> dict[str, Any]:
         model_cfg = open_clip.get_model_config(self.config.model_name)
-        return int(model_cfg["embed_dim"]) if model_cfg else 512
+        if model_cfg is None:
+            known = [name for name in open_clip.list_models() if "-16" in name and "SigLIP" not in name]
+            raise ValueError(
+                f"open_clip has no model named {self.config.model_name!r}. ViTs with 16-pixel patches: {known}"
+            )
+        return model_cfg
 
     def _effective_quick_gelu(self) -> bool:
         if self.config.quick_gelu is not None:
@@ -152,10 +292,7 @@ class DenseClip(DenseTeacher):
         from open_clip.transformer import VisionTransformer
 
         cfg = self.config
-        model_cfg = open_clip.get_model_config(cfg.model_name)
-        if model_cfg is None:
-            known = [name for name in open_clip.list_models() if "-16" in name and "SigLIP" not in name]
-            raise ValueError(f"open_clip has no model named {cfg.model_name!r}. ViTs with 16-pixel patches: {known}")
+        model_cfg = self._model_config(open_clip)
         patch_size = model_cfg.get("vision_cfg", {}).get("patch_size")
         if patch_size != self.tile_size:
             raise ValueError(
@@ -182,23 +319,39 @@ class DenseClip(DenseTeacher):
                     f"open_clip_model.safetensors from huggingface.co/{_OPENAI_HF_REPO})."
                 ) from error
         elif cfg.pretrained:
-            if not open_clip.get_pretrained_cfg(cfg.model_name, cfg.pretrained):
+            pretrained_cfg = open_clip.get_pretrained_cfg(cfg.model_name, cfg.pretrained)
+            if not pretrained_cfg:
                 tags = open_clip.list_pretrained_tags_by_model(cfg.model_name)
                 raise ValueError(
                     f"open_clip has no pretrained tag {cfg.pretrained!r} for {cfg.model_name}; known: {tags}"
                 )
+            source = _hf_source(pretrained_cfg)
+            weights: str = cfg.pretrained  # open_clip resolves (and if needed downloads) the tag itself
+            if source is not None:
+                repo_id, names = source
+                cached = _cached_hf_file(repo_id, names)
+                if cached is not None:
+                    weights = cached  # load the cached file directly: no request to the Hub at all
+                else:
+                    reason = _hub_unreachable_reason(repo_id, names[-1])
+                    if reason is not None:
+                        raise ClipWeightsUnavailable(
+                            f"The CLIP weights {cfg.model_name}/{cfg.pretrained} could not be obtained: they are not "
+                            f"in the local Hugging Face cache ({_hf_cache_dir()}) and huggingface.co cannot be "
+                            f"reached ({reason}). " + _weights_help(cfg.model_name, cfg.pretrained, repo_id, names[-1])
+                        )
+                    logger.info(
+                        "Downloading the CLIP weights %s/%s once from %s.", cfg.model_name, cfg.pretrained, repo_id
+                    )
             try:
                 model, _, _ = open_clip.create_model_and_transforms(
-                    cfg.model_name, pretrained=cfg.pretrained, force_quick_gelu=quick_gelu
+                    cfg.model_name, pretrained=weights, force_quick_gelu=quick_gelu
                 )
             except Exception as error:
-                raise RuntimeError(
+                repo_id, names = source or (_OPENAI_HF_REPO, ["open_clip_pytorch_model.bin"])
+                raise ClipWeightsUnavailable(
                     f"The CLIP weights {cfg.model_name}/{cfg.pretrained} could not be obtained ({error}). "
-                    "This machine is probably offline and has no cached copy. Either: (1) run once with internet "
-                    "access, and open_clip caches the weights under ~/.cache/huggingface; or (2) download "
-                    f"open_clip_pytorch_model.bin from https://huggingface.co/{_OPENAI_HF_REPO} and pass "
-                    "--pipeline.teacher.checkpoint /path/to/open_clip_pytorch_model.bin; or (3) lift existing "
-                    "label maps with the label-map teacher instead of CLIP."
+                    + _weights_help(cfg.model_name, cfg.pretrained, repo_id, names[-1])
                 ) from error
         elif cfg.allow_random_weights:
             # Seeded so that repeated runs (and the feature cache key) describe the same random network.
@@ -220,9 +373,18 @@ class DenseClip(DenseTeacher):
                 f"{cfg.model_name} is not a plain open_clip VisionTransformer (timm tower or attentional pooling); "
                 "the dense forward needs one. Use ViT-B-16."
             )
-        last_attn = visual.transformer.resblocks[-1].attn
-        if not isinstance(last_attn, nn.MultiheadAttention) or last_attn.in_proj_weight is None:
-            raise ValueError(f"{cfg.model_name}'s last block has no packed q/k/v projection; use ViT-B-16.")
+        for block in visual.transformer.resblocks:
+            attn = getattr(block, "attn", None)
+            packed = isinstance(attn, nn.MultiheadAttention) and attn.in_proj_weight is not None
+            if (
+                not packed
+                or hasattr(block, "ln_1_kv")
+                or not all(hasattr(block, name) for name in ("ln_1", "ls_1", "ln_2", "mlp", "ls_2"))
+            ):
+                raise ValueError(
+                    f"{cfg.model_name}'s transformer blocks are not plain open_clip self-attention blocks with a "
+                    "packed q/k/v projection; the dense forward needs them. Use ViT-B-16."
+                )
         model = model.to(self.device).eval()
         model.requires_grad_(False)
         return model
@@ -283,7 +445,12 @@ class DenseClip(DenseTeacher):
         return ((pixels - mean) / std)[None]
 
     def tokens_before_last_block(self, pixels: Float[Tensor, "B 3 H W"]) -> Float[Tensor, "B 1+h*w width"]:
-        """Embed normalised pixels and run every transformer block but the last, unchanged (batch-first output)."""
+        """Embed normalised pixels and run every transformer block but the last, unchanged (batch-first output).
+
+        The blocks run through :func:`residual_block` rather than open_clip's ``nn.MultiheadAttention``, which
+        materialises every head's N x N attention weights (12 x 47k x 47k floats for a 4032x3024 image); the result
+        is the same up to float rounding.
+        """
         visual = self.clip_model.visual
         x = visual.conv1(pixels.to(visual.conv1.weight.dtype))  # [B, width, h, w]
         grid = (x.shape[2], x.shape[3])
@@ -293,14 +460,8 @@ class DenseClip(DenseTeacher):
         x = x + interpolate_positional_embedding(visual.positional_embedding, visual.grid_size, grid).to(x.dtype)
         # patch_dropout is skipped on purpose: every tile needs its token (it is an identity in eval mode anyway).
         x = visual.ln_pre(x)
-
-        transformer = visual.transformer
-        if not transformer.batch_first:
-            x = x.transpose(0, 1)  # [1+h*w, B, width]: the blocks' nn.MultiheadAttention expects sequence-first
-        for block in transformer.resblocks[:-1]:
-            x = block(x)
-        if not transformer.batch_first:
-            x = x.transpose(0, 1)  # [B, 1+h*w, width]
+        for block in visual.transformer.resblocks[:-1]:
+            x = residual_block(block, x, "standard")
         return x
 
     def last_block(
@@ -308,44 +469,12 @@ class DenseClip(DenseTeacher):
     ) -> Float[Tensor, "B N width"]:
         """The last transformer block with its attention replaced ("standard" = unmodified, for checks).
 
-        Works on batch-first tokens whatever open_clip's layout, using the block's own weights: the packed
-        ``in_proj_weight``/``in_proj_bias`` rows are q, k, v in that order; ``ls_1``/``ls_2`` LayerScales are kept.
+        Works on batch-first tokens whatever open_clip's layout, using the block's own weights (see
+        :func:`residual_block`).
         """
-        block = self.clip_model.visual.transformer.resblocks[-1]
-        attn: nn.MultiheadAttention = block.attn
-        width = x.shape[-1]
-        y = block.ln_1(x)
-
-        if mode == "maskclip":
-            # Value path only: each token keeps its own (projected) value, no mixing between tokens.
-            v = F.linear(y, attn.in_proj_weight[2 * width :], attn.in_proj_bias[2 * width :])
-            attended = attn.out_proj(v)
-        elif mode in ("csa", "standard"):
-            batch, tokens = x.shape[0], x.shape[1]
-            heads = attn.num_heads
-            head_dim = width // heads
-            scale = head_dim**-0.5
-            qkv = F.linear(y, attn.in_proj_weight, attn.in_proj_bias)  # [B, N, 3*width]
-            q, k, v = (
-                t.reshape(batch, tokens, heads, head_dim).transpose(1, 2)  # [B, heads, N, head_dim]
-                for t in qkv.chunk(3, dim=-1)
-            )
-            out = torch.empty_like(q)
-            # One head at a time bounds memory to one [B, N, N] map: a 1008x756 image has N = 2962 tokens.
-            for h in range(heads):
-                if mode == "csa":
-                    weights = torch.softmax(q[:, h] @ q[:, h].transpose(-1, -2) * scale, dim=-1) + torch.softmax(
-                        k[:, h] @ k[:, h].transpose(-1, -2) * scale, dim=-1
-                    )
-                else:
-                    weights = torch.softmax(q[:, h] @ k[:, h].transpose(-1, -2) * scale, dim=-1)
-                out[:, h] = weights @ v[:, h]
-            attended = attn.out_proj(out.transpose(1, 2).reshape(batch, tokens, width))
-        else:
+        if mode not in ("csa", "maskclip", "standard"):
             raise ValueError(f"Unknown last-block mode {mode!r}; choose 'csa', 'maskclip' or 'standard'.")
-
-        x = x + block.ls_1(attended)
-        return x + block.ls_2(block.mlp(block.ln_2(x)))
+        return residual_block(self.clip_model.visual.transformer.resblocks[-1], x, mode)
 
     @torch.no_grad()
     def dense_features(

@@ -9,6 +9,7 @@ and :func:`laser_ns.teachers.base.tile_validity` reports it as invalid so that l
 """
 
 import hashlib
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -30,6 +31,18 @@ from laser_ns.teachers.text import hashed_text_embeddings
 
 _FEATURE_FORMAT = 1
 """Bumped whenever the feature computation changes (invalidates feature caches)."""
+
+BASELINE_PROMPTS = ("object", "things", "stuff", "texture")
+"""LERF's canonical negatives (``laser_ns.model.CANONICAL_NEGATIVES``): the model encodes them on every run as
+relevancy baselines, so hashed vectors for them are expected, not a user's query that cannot mean anything."""
+
+logger = logging.getLogger(__name__)
+
+
+def _is_doubled(prompt: str) -> bool:
+    """Whether ``prompt`` is some text said twice ("chair chair"): the text augmentation's internal prompts."""
+    half, rest = divmod(len(prompt), 2)
+    return rest == 1 and prompt[half] == " " and prompt[:half] == prompt[half + 1 :]
 
 
 @dataclass
@@ -74,6 +87,7 @@ class LabelMapTeacher(DenseTeacher):
         self.clip_teacher: DenseClip | None = config.clip.setup() if config.text_encoder == "clip" else None
         self._class_names: list[str] | None = None
         self._class_embeddings: Tensor | None = None
+        self._warned_prompts: set[str] = set()
         if class_names is not None:
             self.set_class_names(class_names)
 
@@ -131,7 +145,24 @@ class LabelMapTeacher(DenseTeacher):
         """Embeddings in the class-embedding space. With 'hashed', only exact class names are meaningful."""
         if self.clip_teacher is not None:
             return self.clip_teacher.encode_text(prompts)
+        self._warn_meaningless(prompts)
         return hashed_text_embeddings(prompts, self.config.hashed_dim).to(self.device)
+
+    def _warn_meaningless(self, prompts: Sequence[str]) -> None:
+        """Warn once per prompt that hashed text gives a random vector to anything but an exact class name."""
+        names = self._class_names or []
+        for prompt in prompts:
+            if prompt in names or prompt in BASELINE_PROMPTS or _is_doubled(prompt) or prompt in self._warned_prompts:
+                continue
+            self._warned_prompts.add(prompt)
+            logger.warning(
+                "The text %r is not one of this scene's class names %s: the label-map teacher's hashed text encoder "
+                "(--pipeline.label-teacher.text-encoder hashed, the default) gives it a fixed random vector that "
+                "means nothing, so its relevancy and segmentation are noise. Query an exact class name, or use "
+                "--pipeline.label-teacher.text-encoder clip (CLIP's text encoder; needs the CLIP weights).",
+                prompt,
+                names,
+            )
 
     def class_embeddings(self) -> Float[Tensor, "C D"]:
         """Embedding of each class name, in label order, on the teacher's device."""

@@ -32,3 +32,141 @@ def test_language_rays_pass_through_their_own_tile(tiny_scene, jitter):
         more = torch.cat([datamanager._sample_patches()[1] for _ in range(10)])
         offsets = (more[:, 0] % tile_h) / tile_h
         assert offsets.min() < 0.25 and offsets.max() > 0.75
+
+
+@pytest.fixture(scope="module")
+def scene_128x96(tmp_path_factory):
+    from laser_ns.data.synthetic import make_scene
+
+    root = tmp_path_factory.mktemp("scene_128x96") / "scene"
+    make_scene(root, "tabletop", seed=1, num_views=3, width=128, height=96, annotated_views=[0])
+    return root
+
+
+@pytest.mark.parametrize(
+    ("camera_scale", "teacher_scale", "min_agreement"),
+    # teacher finer than RGB, and coarser (its label maps are then resampled to 64x48, moving edges by a pixel)
+    [(0.5, 1.0, 0.97), (1.0, 0.5, 0.9)],
+)
+def test_tile_rays_land_on_their_tile_when_teacher_and_training_resolutions_differ(
+    scene_128x96, tmp_path, camera_scale, teacher_scale, min_agreement
+):
+    from laser_ns.data.datamanager import LaserDataset
+
+    config = tiny_pipeline_config(scene_128x96)
+    config.datamanager.camera_res_scale_factor = camera_scale
+    config.datamanager.teacher_image_scale = teacher_scale
+    config.datamanager.language_patch_size = 128  # the whole grid: every tile gets a ray
+    config.datamanager.cache_dir = tmp_path / "cache"
+    pipeline = config.setup(device="cpu", test_mode="val")
+    datamanager = pipeline.datamanager
+    dataset = datamanager.train_dataset
+    assert int(dataset.cameras.width[0]) == 128 * camera_scale
+    expected_grid = (round(96 * teacher_scale / 16), round(128 * teacher_scale / 16))
+    assert tuple(datamanager.tile_features[0].shape[:2]) == expected_grid
+
+    # A ray whose target is (almost exactly) one class's embedding comes from a tile (almost) all of that class: the
+    # capture's label map (full size, independent of both resolutions) must show that class where the ray crosses
+    # the image. A control shifted by one tile, at the same rays, must agree much less.
+    capture = LaserDataset(datamanager.train_dataparser_outputs, scale_factor=1.0)
+    classes = pipeline.teacher.class_embeddings()
+    tile_px = 16 / teacher_scale  # one tile, in capture pixels
+    torch.manual_seed(0)
+    checked, agree, agree_shifted = 0, 0, 0
+    for _ in range(20):
+        cameras, coords, features = datamanager._sample_patches()
+        best, label = (features @ classes.T).max(dim=-1)  # [N]
+        for camera, (y, x), pure, k in zip(
+            cameras[:, 0].tolist(), coords.tolist(), (best > 0.999).tolist(), label.tolist(), strict=True
+        ):
+            if not pure:
+                continue
+            labels = capture.label_map(camera)  # [96, 128]
+            row = int(y * labels.shape[0] / float(dataset.cameras.height[camera]))
+            col = int(x * labels.shape[1] / float(dataset.cameras.width[camera]))
+            checked += 1
+            agree += int(labels[row, col]) == k
+            agree_shifted += int(labels[(row + int(tile_px)) % labels.shape[0], col]) == k
+    assert checked >= 40
+    assert agree / checked >= min_agreement, f"{agree}/{checked} rays see their tile's class"
+    assert agree_shifted / checked < agree / checked - 0.1, f"control: {agree_shifted}/{checked} vs {agree}/{checked}"
+
+
+def test_teacher_scale_changes_the_cache_key_and_grid(tiny_scene, tmp_path):
+    grids, files = [], []
+    for scale in (1.0, 0.5):
+        config = tiny_pipeline_config(tiny_scene)
+        config.datamanager.teacher_image_scale = scale
+        config.datamanager.cache_dir = tmp_path
+        datamanager = config.setup(device="cpu", test_mode="val").datamanager
+        grids.append(tuple(datamanager.tile_features[0].shape[:2]))
+        files.append({p.name for p in tmp_path.rglob("*.pt")})
+    assert grids == [(3, 4), (2, 2)]  # 48x64 -> 3x4 tiles; 24x32 -> 2x2 (1.5 rounds up)
+    assert len(files[0]) == 8 and len(files[1]) == 16  # the second scale wrote its own 8 entries
+
+
+def test_lite_teacher_sees_the_training_images_unchanged(tiny_scene, tmp_path):
+    from laser_ns.data.datamanager import LaserDataManagerConfig
+    from laser_ns.method_configs import laser_config, laser_lite_config
+
+    assert LaserDataManagerConfig().teacher_image_scale == 0.2
+    assert laser_config().pipeline.datamanager.teacher_image_scale == 0.2
+    assert laser_lite_config().pipeline.datamanager.teacher_image_scale == 1.0
+    config = tiny_pipeline_config(tiny_scene)
+    config.datamanager.cache_dir = tmp_path
+    pipeline = config.setup(device="cpu", test_mode="val")
+    dataset = pipeline.datamanager.train_dataset
+    expected = pipeline.teacher.dense_features(dataset.get_image_float32(3)[..., :3], dataset.label_map(3))
+    torch.testing.assert_close(pipeline.datamanager.tile_features[3].float(), expected, atol=1e-3, rtol=0)
+
+
+def test_grid_smaller_than_a_patch_warns_once_with_the_fix(tiny_scene, tmp_path, capsys):
+    config = tiny_pipeline_config(tiny_scene)
+    config.datamanager.teacher_image_scale = 0.25  # 64x48 capture -> 16x12 -> 1x1 tiles
+    config.datamanager.language_patch_size = 32  # 2x2 tiles
+    config.datamanager.cache_dir = tmp_path
+    config.setup(device="cpu", test_mode="val")
+    out = " ".join(capsys.readouterr().out.split())
+    assert out.count("smaller than one 32-pixel language patch") == 1
+    assert "the teacher sees 16x12 images (teacher_image_scale 0.25 x the 64x48 capture" in out
+    assert "a 1x1-tile grid" in out and "as for 8 of the 8 images" in out
+    assert "--pipeline.datamanager.teacher-image-scale (to 0.5 or more)" in out
+    assert "--pipeline.datamanager.language-patch-size (to 16 or less)" in out
+
+
+def test_no_warning_when_the_grid_holds_a_patch(tiny_scene, tmp_path, capsys):
+    config = tiny_pipeline_config(tiny_scene)  # 3x4 tiles, 2x2-tile patches
+    config.datamanager.cache_dir = tmp_path
+    config.setup(device="cpu", test_mode="val")
+    assert "language patch" not in capsys.readouterr().out
+
+
+def test_bad_teacher_scale_is_named(tiny_scene, tmp_path):
+    config = tiny_pipeline_config(tiny_scene)
+    config.datamanager.teacher_image_scale = 0.0
+    config.datamanager.cache_dir = tmp_path
+    with pytest.raises(ValueError, match="teacher-image-scale"):
+        config.setup(device="cpu", test_mode="val")
+
+
+@pytest.mark.parametrize("with_labels", [True, False])
+def test_missing_clip_weights_offer_the_label_teacher_when_the_scene_has_labels(tmp_path, monkeypatch, with_labels):
+    from laser_ns.data.synthetic import make_scene
+    from laser_ns.teachers.dense_clip import ClipWeightsUnavailable, DenseClip
+
+    scene = tmp_path / "scene"
+    make_scene(scene, "tabletop", num_views=3, width=32, height=32, annotated_views=[0], write_labels=with_labels)
+
+    def unavailable(self):
+        raise ClipWeightsUnavailable("The CLIP weights ViT-B-16/openai could not be obtained.")
+
+    monkeypatch.setattr(DenseClip, "_build", unavailable)
+    config = tiny_pipeline_config(scene)
+    config.teacher_type = "clip"
+    config.datamanager.cache_dir = tmp_path / "cache"
+    with pytest.raises(ClipWeightsUnavailable) as info:
+        config.setup(device="cpu", test_mode="val")
+    message = str(info.value)
+    assert message.startswith("The CLIP weights ViT-B-16/openai could not be obtained.")
+    hint = f"This scene has label maps ({scene / 'labels'}/): it can train right now with"
+    assert (f"{hint} --pipeline.teacher-type labels" in message) == with_labels

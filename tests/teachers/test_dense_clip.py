@@ -1,5 +1,6 @@
 """DenseClip on randomly initialised ViT-B-16 weights (no download): shapes, the dense forward, weights handling."""
 
+import os
 import re
 import subprocess
 import sys
@@ -228,11 +229,16 @@ def test_random_weights_are_seeded(csa_teacher, maskclip_teacher):
     )
 
 
-def test_offline_pretrained_gives_one_clear_error(monkeypatch, tmp_path):
+def test_failed_download_gives_one_clear_error(monkeypatch, tmp_path):
+    # The Hub answers (so the download is attempted) but open_clip's download fails.
+    from laser_ns.teachers import dense_clip
+
     def offline(*args, **kwargs):
         raise FileNotFoundError("Failed to download file (open_clip_pytorch_model.bin)")
 
     monkeypatch.setattr(open_clip, "create_model_and_transforms", offline)
+    monkeypatch.setattr(dense_clip, "_cached_hf_file", lambda repo_id, names: None)
+    monkeypatch.setattr(dense_clip, "_hub_unreachable_reason", lambda repo_id, filename: None)
     # allow_random_weights must not turn a failed download into a silent random model.
     teacher = DenseClipConfig(pretrained="openai", allow_random_weights=True).setup()
     with pytest.raises(RuntimeError) as info:
@@ -241,7 +247,8 @@ def test_offline_pretrained_gives_one_clear_error(monkeypatch, tmp_path):
     assert "could not be obtained" in message
     assert "--pipeline.teacher.checkpoint" in message
     assert "~/.cache/huggingface" in message
-    assert "label-map teacher" in message
+    assert "hf_hub_download('timm/vit_base_patch16_clip_224.openai', 'open_clip_pytorch_model.bin')" in message
+    assert "label-map teacher" in message and "--pipeline.teacher-type labels" in message
     assert isinstance(info.value.__cause__, FileNotFoundError)
     assert not teacher.is_built
 
@@ -308,3 +315,132 @@ def test_runs_on_cuda_and_matches_cpu(csa_teacher, image_96x160):
         torch.testing.assert_close(gpu_text.cpu(), cpu_text, atol=5e-3, rtol=0)
     finally:
         csa_teacher.to(torch.device("cpu"))
+
+
+def _naive_attention(attn: nn.Module, y: torch.Tensor, mode: str) -> torch.Tensor:
+    """The textbook formulas, one head at a time, with explicit N x N softmax maps."""
+    batch, tokens, width = y.shape
+    heads = attn.num_heads
+    scale = (width // heads) ** -0.5
+    q, k, v = F.linear(y, attn.in_proj_weight, attn.in_proj_bias).split(width, dim=-1)
+    out = []
+    for h in range(heads):
+        cols = slice(h * width // heads, (h + 1) * width // heads)
+        qh, kh, vh = q[..., cols], k[..., cols], v[..., cols]
+        if mode == "csa":
+            weights = torch.softmax(qh @ qh.transpose(-1, -2) * scale, -1) + torch.softmax(
+                kh @ kh.transpose(-1, -2) * scale, -1
+            )
+        else:
+            weights = torch.softmax(qh @ kh.transpose(-1, -2) * scale, -1)
+        out.append(weights @ vh)
+    return attn.out_proj(torch.cat(out, dim=-1))
+
+
+@pytest.mark.parametrize("mode", ["csa", "standard"])
+def test_fused_attention_equals_naive_formula_non_square(csa_teacher, mode):
+    # 80x144 pixels: a 5x9 grid, neither square nor 14x14, plus the class token (N = 46).
+    from laser_ns.teachers.dense_clip import block_attention
+
+    image = torch.rand(80, 144, 3, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        tokens = csa_teacher.tokens_before_last_block(csa_teacher.normalize_pixels(image))
+        assert tokens.shape == (1, 46, 768)
+        block = csa_teacher.clip_model.visual.transformer.resblocks[-1]
+        y = block.ln_1(tokens)
+        torch.testing.assert_close(
+            block_attention(block.attn, y, mode), _naive_attention(block.attn, y, mode), atol=2e-5, rtol=1e-5
+        )
+
+
+def test_first_blocks_equal_open_clips_own_blocks_non_square(csa_teacher):
+    # The first 11 blocks run through SDPA instead of open_clip's nn.MultiheadAttention; the tokens must agree.
+    image = torch.rand(80, 144, 3, generator=torch.Generator().manual_seed(4))
+    visual = csa_teacher.clip_model.visual
+    with torch.no_grad():
+        ours = csa_teacher.tokens_before_last_block(csa_teacher.normalize_pixels(image))
+        x = visual.conv1(csa_teacher.normalize_pixels(image)).flatten(2).transpose(1, 2)
+        x = torch.cat([visual.class_embedding.expand(1, 1, -1), x], dim=1)
+        x = visual.ln_pre(x + interpolate_positional_embedding(visual.positional_embedding, (14, 14), (5, 9)))
+        assert visual.transformer.batch_first
+        for block in visual.transformer.resblocks[:-1]:
+            x = block(x)
+    torch.testing.assert_close(ours, x, atol=1e-4, rtol=1e-4)
+
+
+_OFFLINE_SCRIPT = """
+import time
+import huggingface_hub, open_clip  # imported first: the test times the teacher, not Python's imports
+from laser_ns.teachers.dense_clip import DenseClipConfig
+teacher = DenseClipConfig().setup()
+start = time.monotonic()
+try:
+    teacher.encode_text(["chair"])
+finally:
+    print(f"SECONDS {time.monotonic() - start:.3f}", flush=True)
+"""
+
+
+@pytest.mark.parametrize("offline", ["HF_HUB_OFFLINE", "unreachable endpoint"])
+def test_uncached_weights_fail_fast_with_every_way_forward(tmp_path, offline):
+    # An empty Hugging Face cache, and either offline mode or a Hub address that refuses connections at once: the
+    # result must not depend on whether this machine has a network or cached weights.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HF_") and "proxy" not in k.lower()}
+    env.update(HF_HOME=str(tmp_path / "hf"), PYTHONPATH=str(Path(__file__).resolve().parents[2]))
+    if offline == "HF_HUB_OFFLINE":
+        env["HF_HUB_OFFLINE"] = "1"
+    else:
+        env["HF_ENDPOINT"] = "http://127.0.0.1:9"  # the discard port: nothing listens there
+    result = subprocess.run([sys.executable, "-c", _OFFLINE_SCRIPT], capture_output=True, text=True, env=env)
+    assert result.returncode != 0
+    seconds = float(re.search(r"SECONDS ([0-9.]+)", result.stdout).group(1))
+    assert seconds < 10, f"took {seconds:.1f} s to give up"
+    stderr = result.stderr
+    assert stderr.count("Traceback") == 1, stderr  # our error alone: no chained or logged download failures
+    assert "Retrying" not in stderr and "thrown while requesting" not in stderr, stderr
+    message = " ".join(stderr.split())
+    assert "ClipWeightsUnavailable: The CLIP weights ViT-B-16/openai could not be obtained" in message
+    assert str(tmp_path / "hf" / "hub") in message  # the cache that was searched
+    assert "--pipeline.teacher.checkpoint /path/to/open_clip_pytorch_model.bin" in message
+    assert "hf_hub_download('timm/vit_base_patch16_clip_224.openai', 'open_clip_pytorch_model.bin')" in message
+    assert "--pipeline.teacher-type labels" in message
+
+
+def test_cached_weights_are_loaded_without_the_network(monkeypatch, tmp_path):
+    # A file in the cache is loaded directly: no request is made, even when the Hub is unreachable.
+    from laser_ns.teachers import dense_clip
+
+    cached = tmp_path / "open_clip_model.safetensors"
+    cached.write_bytes(b"")
+    loaded = {}
+
+    def create(model_name, pretrained=None, **kwargs):
+        loaded["pretrained"] = pretrained
+        raise RuntimeError("stop after recording what would be loaded")
+
+    def no_network(*args, **kwargs):
+        raise AssertionError("the Hub was contacted although the weights are cached")
+
+    monkeypatch.setattr(open_clip, "create_model_and_transforms", create)
+    monkeypatch.setattr(dense_clip, "_cached_hf_file", lambda repo_id, names: str(cached))
+    monkeypatch.setattr(dense_clip, "_hub_unreachable_reason", no_network)
+    with pytest.raises(RuntimeError, match="stop after recording"):
+        DenseClipConfig().setup().encode_text(["chair"])
+    assert loaded["pretrained"] == str(cached)
+
+
+def test_feature_dim_comes_from_the_architecture_without_building():
+    # ViT-L-16 embeds in 768 dimensions; reading that must not build (or download) anything.
+    large = DenseClipConfig(model_name="ViT-L-16").setup()
+    assert large.feature_dim == 768
+    assert not large.is_built
+    with pytest.raises(ValueError, match="no model named 'ViT-Q-16'"):
+        _ = DenseClipConfig(model_name="ViT-Q-16").setup().feature_dim
+
+
+def test_feature_dim_matches_a_built_non_512_model():
+    small = _random_config(model_name="ViT-S-16").setup()
+    assert small.feature_dim == 384 and not small.is_built
+    assert small.encode_text(["chair"]).shape == (1, 384)
+    assert small.dense_features(torch.rand(32, 48, 3)).shape == (2, 3, 384)
+    assert small.is_built and small.feature_dim == 384

@@ -181,3 +181,43 @@ def test_clip_text_encoder_uses_dense_clip_text():
     torch.testing.assert_close(features[0, 0], teacher.class_embeddings()[0])
     assert teacher.identity()["text"]["encoder"] == "clip"
     assert teacher.state_dict() == {}
+
+
+def test_hashed_text_warns_once_per_prompt_that_is_not_a_class_name(caplog):
+    teacher = _teacher()
+    with caplog.at_level("WARNING", logger="laser_ns.teachers.label_map"):
+        teacher.encode_text(["chair", "table table", "object", "stuff"])  # classes, augmentation, baselines
+        assert caplog.records == []
+        teacher.encode_text(["red chair", "chair", "red chair"])
+        teacher.encode_text(["red chair", "lamp", "lamp lamp"])
+    messages = [record.getMessage() for record in caplog.records]
+    assert len(messages) == 2  # "red chair" once, "lamp" once; "lamp lamp" is internal
+    assert "'red chair' is not one of this scene's class names ['chair', 'table', 'sky']" in messages[0]
+    assert "'lamp'" in messages[1]
+    assert "random vector that means nothing" in messages[0]
+    assert "--pipeline.label-teacher.text-encoder clip" in messages[0]
+
+
+def test_clip_text_encoder_does_not_warn(caplog):
+    pytest.importorskip("open_clip")
+    from laser_ns.teachers.dense_clip import DenseClipConfig
+
+    teacher = _teacher(text_encoder="clip", clip=DenseClipConfig(pretrained=None, allow_random_weights=True))
+    with caplog.at_level("WARNING", logger="laser_ns.teachers.label_map"):
+        teacher.encode_text(["red chair"])
+    assert caplog.records == []
+
+
+def test_baseline_prompts_are_the_models_canonical_negatives():
+    from laser_ns.model import CANONICAL_NEGATIVES
+    from laser_ns.teachers.label_map import BASELINE_PROMPTS
+
+    assert tuple(BASELINE_PROMPTS) == tuple(CANONICAL_NEGATIVES)
+
+
+def test_feature_dim_follows_the_clip_text_model_without_building():
+    from laser_ns.teachers.dense_clip import DenseClipConfig
+
+    teacher = _teacher(text_encoder="clip", clip=DenseClipConfig(model_name="ViT-L-16"))
+    assert teacher.feature_dim == 768 and not teacher.clip_teacher.is_built
+    assert _teacher(hashed_dim=384).feature_dim == 384
