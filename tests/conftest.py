@@ -10,7 +10,7 @@ import pytest
 @pytest.fixture(scope="session")
 def tiny_scene(tmp_path_factory) -> Path:
     """An 8-view 64x48 forward-facing tabletop scene with labels and two annotated views (3D-OVS layout)."""
-    from laser_ns.data.synthetic import make_scene
+    from laser_ns.scenes import make_scene
 
     root = tmp_path_factory.mktemp("tiny_scene") / "scene"
     make_scene(root, "tabletop", seed=0, num_views=8, width=64, height=48, annotated_views=[0, 5])

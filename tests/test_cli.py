@@ -97,7 +97,7 @@ def test_ns_render_writes_query_videos(trained, tmp_path):
 
 
 def test_ns_train_on_nerfstudio_format(tmp_path):
-    from laser_ns.data.synthetic import make_scene
+    from laser_ns.scenes import make_scene
 
     scene = tmp_path / "ns_scene"
     make_scene(scene, "tabletop", seed=1, num_views=8, width=64, height=48, annotated_views=[0, 5], fmt="nerfstudio")

@@ -19,8 +19,8 @@ import torch.nn.functional as F
 from jaxtyping import Float, Int
 from torch import Tensor
 
+from laser_ns.data.semantics import UNLABELLED
 from laser_ns.teachers.base import (
-    UNLABELLED,
     DenseTeacher,
     DenseTeacherConfig,
     resize_labels_to_tiles,

@@ -14,8 +14,8 @@ from types import SimpleNamespace
 import numpy as np
 import torch
 
-from laser_ns.data.synthetic import cast_rays
 from laser_ns.export.frames import SceneFrames
+from laser_ns.scenes import cast_rays
 
 
 class OracleModel:

@@ -8,10 +8,10 @@ import json
 import numpy as np
 import pytest
 
-from laser_ns.data.synthetic import PRESETS
 from laser_ns.export.locate import localise
 from laser_ns.export.objects import extract_object
 from laser_ns.export.point_cloud import render_labelled_cloud
+from laser_ns.scenes import PRESETS
 from tests.export.oracle import oracle_pipeline
 
 pytest.importorskip("open3d", reason="nerfstudio's point-cloud generator needs open3d")

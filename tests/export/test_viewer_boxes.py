@@ -9,7 +9,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from laser_ns.data.synthetic import PRESETS
+from laser_ns.scenes import PRESETS
 from laser_ns.viewer import BOX_NODES, LaserViewerControls, box_edges
 from tests.export.oracle import oracle_pipeline
 

@@ -4,7 +4,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from laser_ns.teachers.base import UNLABELLED, tile_validity
+from laser_ns.data.semantics import UNLABELLED
+from laser_ns.teachers.base import tile_validity
 from laser_ns.teachers.label_map import LabelMapTeacherConfig
 from laser_ns.teachers.text import hashed_text_embeddings
 
