@@ -268,7 +268,7 @@ class CostBenchmark:
         laser_pipeline.datamanager.train_num_rays_per_batch = self.rays_per_batch
         laser_pipeline.teacher_type = "labels"
         laser_pipeline.label_teacher.text_encoder = "hashed"
-        laser_pipeline.model.language_start_fraction = self.geometry_steps / total
+        laser_pipeline.model.schedule.language_start_fraction = self.geometry_steps / total
         if method == "laser":
             return config
 

@@ -330,7 +330,7 @@ class QualityBenchmark:
         train_index = self._train_indices(pipeline, info)
         predictions = {
             i: teacher_segmentation(
-                features[train_index[i]].float().cpu(), model.class_text.cpu(), info.height, info.width
+                features[train_index[i]].float().cpu(), model.predictor.class_text.cpu(), info.height, info.width
             )
             for i in info.annotated_views
         }

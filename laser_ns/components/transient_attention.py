@@ -10,7 +10,7 @@ summary is used instead. Every sample then gets the same output whatever chunk i
 it reads is the scene-wide one it was trained with, not one of a run of neighbouring image rows.
 """
 
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 
 import torch
 from jaxtyping import Float
@@ -23,31 +23,23 @@ class TransientQueryAttentionConfig(InstantiateConfig):
     """Configuration for the low-rank transient query attention."""
 
     _target: type = field(default_factory=lambda: TransientQueryAttention)
-    in_dim: int = 512
-    """Channels of the per-sample features it reads and writes (the CLIP feature size)."""
     embed_dim: int = 48
     """Low-rank embedding size E; 3E transient queries are learned (reference: 48, 64 for bench and sofa)."""
     momentum: float = 0.9
     """EMA momentum of the running summary used at inference: s <- momentum * s + (1 - momentum) * batch summary."""
 
-    def setup(self, **kwargs) -> "TransientQueryAttention":
-        """Builds the module from this config; keyword arguments override config fields."""
-        params = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "_target"}
-        params.update(kwargs)
-        return self._target(**params)
-
 
 class TransientQueryAttention(nn.Module):
     """`out = A1 (A2 v) + q`, projected back to `in_dim`, with A1/A2 the sample<->transient-query attentions.
 
-    Args:
-        in_dim: channels of the input and output features.
-        embed_dim: low-rank size E; the learned transient queries have shape [3E, E].
-        momentum: EMA momentum of the running summary (weight of the old value).
+    Built by ``TransientQueryAttentionConfig.setup(in_dim=...)``: ``in_dim``, the channels of the features it reads
+    and writes, is the teacher's feature size, never a config field.
     """
 
-    def __init__(self, in_dim: int = 512, embed_dim: int = 48, momentum: float = 0.9) -> None:
+    def __init__(self, config: TransientQueryAttentionConfig, in_dim: int) -> None:
         super().__init__()
+        self.config = config
+        embed_dim, momentum = config.embed_dim, config.momentum
         self.in_dim = in_dim
         self.embed_dim = embed_dim
         self.momentum = momentum

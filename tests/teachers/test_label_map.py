@@ -210,7 +210,7 @@ def test_clip_text_encoder_does_not_warn(caplog):
 
 
 def test_baseline_prompts_are_the_models_canonical_negatives():
-    from laser_ns.model import CANONICAL_NEGATIVES
+    from laser_ns.predictor import CANONICAL_NEGATIVES
     from laser_ns.teachers.label_map import BASELINE_PROMPTS
 
     assert tuple(BASELINE_PROMPTS) == tuple(CANONICAL_NEGATIVES)
