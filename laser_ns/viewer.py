@@ -235,9 +235,7 @@ class LaserViewerControls(nn.Module, ViewerElement[str]):
 
         def apply() -> str:
             negatives, notes = _limit_queries(parse_queries(text))
-            _call_hook(
-                self.predictor, "set_negatives", negatives
-            )  # empty: LERF's negatives
+            _call_hook(self.predictor, "set_negatives", negatives)  # empty: LERF's negatives
             shown = ", ".join(negatives) if negatives else f"LERF's defaults ({', '.join(CANONICAL_NEGATIVES)})"
             return f"Negatives: {shown}." + notes
 

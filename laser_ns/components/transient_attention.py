@@ -4,10 +4,13 @@ A small set of 3E learned "transient" queries summarises the whole batch of samp
 back from that summary. Nothing of size N x N is ever formed, so the cost is O(N E^2), linear in N, which is
 what lets it run on every ray sample of a training batch (often 100k+ samples).
 
-Inference. The pooled summary is a statistic of the batch, like BatchNorm's mean: in training it is computed from
-the batch (random rays from all over the scene) and an EMA of it is kept as a buffer; in eval mode that running
-summary is used instead. Every sample then gets the same output whatever chunk it is rendered in, and the summary
-it reads is the scene-wide one it was trained with, not one of a run of neighbouring image rows.
+Which samples it pools. The model calls it on the kept samples (rendering weight above ``weight_threshold``) of the
+language rays only: in training, the tile rays of the step's few random square teacher patches
+(``language_patches_per_step`` crops of ``language_patch_size`` pixels, from random training images), not the RGB
+rays and not rays from all over the scene. That pooled summary is a statistic of the batch, like BatchNorm's mean:
+an EMA of it is kept as a buffer, and in eval mode that running summary is read instead of pooling the rendered
+chunk. Every sample then gets the same output whatever chunk it is rendered in, and it reads the summary it was
+trained with (an average over many patches), not one of a run of neighbouring image rows.
 """
 
 from dataclasses import dataclass, field

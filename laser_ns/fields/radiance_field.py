@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Literal
 
-from nerfstudio.models.nerfacto import NerfactoModel
+from nerfstudio.models.nerfacto import NerfactoModel, NerfactoModelConfig
 from torch.nn import Parameter
 
 
@@ -42,14 +42,34 @@ def _without_lpips() -> Iterator[None]:
         lpip.LearnedPerceptualImagePatchSimilarity = original  # type: ignore[misc]
 
 
+_NO_EFFECT = {
+    "orientation_loss_mult": "it weighs a normals loss, and laser predicts no normals",
+    "pred_normal_loss_mult": "it weighs a normals loss, and laser predicts no normals",
+    "enable_collider": "nerfacto always clips rays with --pipeline.model.near-plane / far-plane",
+    "collider_params": "nerfacto always clips rays with --pipeline.model.near-plane / far-plane",
+    "loss_coefficients": "nerfacto's losses use the *-loss-mult options instead",
+    "prompt": "laser's text comes from --pipeline.model.predictor.queries (or the viewer panel)",
+}
+"""Options that ``ns-train laser --help`` inherits from nerfacto and that would do nothing, with the reason."""
+
+
 def refuse_unsupported_options(config) -> None:
-    """Inherited nerfacto options that Laser's outputs do not implement are refused, not silently ignored."""
+    """Inherited nerfacto options that Laser does not implement, or that nerfacto itself ignores, are refused when
+    changed, instead of being silently ignored."""
     if config.predict_normals:
         raise ValueError(
             "--pipeline.model.predict-normals True is not supported by laser (its outputs and losses have no normals). "
             "Leave it False, or train normals with `ns-train nerfacto` and load that run's geometry with "
             "--pipeline.model.geometry-checkpoint."
         )
+    defaults = NerfactoModelConfig()
+    for name, reason in _NO_EFFECT.items():
+        if getattr(config, name) != getattr(defaults, name):
+            flag = "--pipeline.model." + name.replace("_", "-")
+            raise ValueError(
+                f"{flag} is {getattr(config, name)!r} but has no effect in laser: {reason}. Leave it at its default "
+                f"({getattr(defaults, name)!r})."
+            )
 
 
 def populate_nerfacto_modules(model: NerfactoModel, implementation: Literal["tcnn", "torch"]) -> None:
