@@ -77,6 +77,7 @@ def test_nerfacto_run_seeds_laser_with_its_geometry_and_pose_corrections(tiny_sc
     assert model.camera_optimizer.config.mode == "SO3xR3"  # carried over from the run's config.yml
     assert torch.equal(model.camera_optimizer.pose_adjustment, source["camera_optimizer.pose_adjustment"])
     assert not model.camera_optimizer.pose_adjustment.requires_grad  # fixed, not refined further
+    model.schedule.set_total_steps(30000)  # what the trainer does with --max-num-iterations
     assert model.schedule.phases.language_start == 0
 
 
