@@ -45,6 +45,7 @@ def _without_lpips() -> Iterator[None]:
 _NO_EFFECT = {
     "orientation_loss_mult": "it weighs a normals loss, and laser predicts no normals",
     "pred_normal_loss_mult": "it weighs a normals loss, and laser predicts no normals",
+    "hidden_dim_transient": "nerfacto builds its field without the transient network this sizes",
     "enable_collider": "nerfacto always clips rays with --pipeline.model.near-plane / far-plane",
     "collider_params": "nerfacto always clips rays with --pipeline.model.near-plane / far-plane",
     "loss_coefficients": "nerfacto's losses use the *-loss-mult options instead",
