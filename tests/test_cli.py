@@ -61,6 +61,16 @@ def test_saved_config_holds_absolute_paths(trained, tiny_scene):
     assert config.get_checkpoint_dir() == trained.parent / "nerfstudio_models"
 
 
+def test_the_checkpoint_carries_the_pca_basis_fitted_before_it_was_saved(trained):
+    """ns-render and the viewer read the same clip_pca basis: the trainer's last step fits it, then saves it."""
+    import torch
+
+    checkpoint = sorted((trained.parent / "nerfstudio_models").glob("step-*.ckpt"))[-1]
+    state = torch.load(checkpoint, map_location="cpu", weights_only=False)["pipeline"]
+    assert bool(state["_model.predictor.pca_fitted"])
+    assert state["_model.predictor.pca_basis"].abs().sum() > 0
+
+
 def test_ns_eval_reports_segmentation_metrics(trained, tmp_path):
     out = tmp_path / "eval.json"
     run([str(BIN / "ns-eval"), "--load-config", str(trained), "--output-path", str(out)], cwd=tmp_path)
