@@ -14,7 +14,7 @@ The model composes small parts and keeps nerfstudio's hooks to their jobs:
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import torch
@@ -38,6 +38,17 @@ from laser_ns.fields.language_field import LabelVolume, LabelVolumeConfig, Langu
 from laser_ns.fields.language_rendering import render_language
 from laser_ns.predictor import LanguagePredictor, LanguagePredictorConfig
 from laser_ns.schedule import TrainingScheduleConfig
+
+_MOVED_OPTIONS = {
+    "queries": ("predictor", "queries"),
+    "negatives": ("predictor", "negatives"),
+    "composite_threshold": ("predictor", "composite_threshold"),
+    "language_start_fraction": ("schedule", "language_start_fraction"),
+    "joint_start_fraction": ("schedule", "joint_start_fraction"),
+    "self_cross_fraction": ("schedule", "self_cross_fraction"),
+    "transient_embed_dim": ("transient_attention", "embed_dim"),
+}
+"""Options of LaserModelConfig that moved into a nested config: old name -> (nested config, its field)."""
 
 _MOVED_TO_PREDICTOR = ("class_text", "class_text_aug", "class_colors", "negative_text")
 """Buffers that checkpoints written before the predictor existed hold at the model's top level."""
@@ -94,6 +105,20 @@ class LaserModelConfig(NerfactoModelConfig):
     """Score text against adapter(F) (METHOD.md section 7) instead of the rendered features F. Off by default: the
     adapter attends across the rays of one call, so its output depends on how an image is split into render chunks,
     and on the generated benchmark scenes it scored below F in every split measured (benchmarks/RESULTS.md)."""
+
+    def __setstate__(self, state: dict) -> None:
+        """Loads config.yml files saved before the schedule, predictor and attention options had their own configs
+        (ns-render, ns-eval and laser-eval read old runs): moved fields go to their new place, new ones get defaults."""
+        state = dict(state)
+        state.pop("max_num_iterations", None)  # the trainer's --max-num-iterations sets the run's length
+        missing = [f.name for f in fields(self) if f.init and f.name not in state]
+        if missing:
+            defaults = LaserModelConfig()
+            state.update({name: getattr(defaults, name) for name in missing})
+        for old, (group, name) in _MOVED_OPTIONS.items():
+            if old in state:
+                setattr(state[group], name, state.pop(old))
+        self.__dict__.update(state)
 
 
 class LaserModel(NerfactoModel):

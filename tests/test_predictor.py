@@ -66,3 +66,21 @@ def test_the_feature_size_is_never_a_config_field():
     from laser_ns.components.transient_attention import TransientQueryAttentionConfig
 
     assert "in_dim" not in TransientQueryAttentionConfig.__dataclass_fields__
+
+
+def test_a_config_saved_before_the_split_still_loads():
+    """config.yml of older runs: yaml restores the dataclass through __setstate__ with the old field names."""
+    import yaml
+
+    from laser_ns.model import LaserModelConfig
+
+    text = yaml.dump(LaserModelConfig())
+    old = yaml.load(text, Loader=yaml.Loader).__dict__
+    for moved in ("schedule", "predictor", "transient_attention"):
+        del old[moved]
+    old.update(queries=("red apple",), transient_embed_dim=64, language_start_fraction=0.25, max_num_iterations=7)
+    config = LaserModelConfig.__new__(LaserModelConfig)
+    config.__setstate__(old)
+    assert config.predictor.queries == ("red apple",) and config.transient_attention.embed_dim == 64
+    assert config.schedule.language_start_fraction == 0.25 and not hasattr(config, "max_num_iterations")
+    assert yaml.load(yaml.dump(config), Loader=yaml.Loader) == config
