@@ -174,7 +174,7 @@ class CostBenchmark:
         if self.worker:
             self.run_worker()
             return
-        from laser_ns.data.synthetic import make_scene
+        from laser_ns.scenes import make_scene
 
         machine_before = machine_info()
         start = time.perf_counter()
@@ -268,7 +268,7 @@ class CostBenchmark:
         laser_pipeline.datamanager.train_num_rays_per_batch = self.rays_per_batch
         laser_pipeline.teacher_type = "labels"
         laser_pipeline.label_teacher.text_encoder = "hashed"
-        laser_pipeline.model.language_start_fraction = self.geometry_steps / total
+        laser_pipeline.model.schedule.language_start_fraction = self.geometry_steps / total
         if method == "laser":
             return config
 
@@ -358,7 +358,7 @@ class CostBenchmark:
         return result
 
     def teacher_worker(self) -> dict[str, Any]:
-        from laser_ns.data.synthetic import make_scene
+        from laser_ns.scenes import make_scene
         from laser_ns.teachers.cache import FeatureCache, image_key
         from laser_ns.teachers.dense_clip import DenseClipConfig
 

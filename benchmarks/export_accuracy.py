@@ -65,11 +65,11 @@ class ExportAccuracy:
     def main(self) -> None:
         from scipy.spatial import cKDTree
 
-        from laser_ns.data.synthetic import PRESETS, camera_poses, cast_rays, intrinsics_from_fov, pixel_rays
         from laser_ns.export.locate import localise
         from laser_ns.export.objects import extract_object
         from laser_ns.export.point_cloud import render_labelled_cloud
         from laser_ns.export.run import ExportError, load_run
+        from laser_ns.scenes import PRESETS, camera_poses, cast_rays, intrinsics_from_fov, pixel_rays
 
         torch.set_num_threads(self.threads)
         config_path = self.load_config or self.train()
@@ -146,8 +146,8 @@ class ExportAccuracy:
         print(f"wrote {self.output}")
 
     def train(self) -> Path:
-        from laser_ns.data.synthetic import make_scene
         from laser_ns.method_configs import laser_lite_config
+        from laser_ns.scenes import make_scene
 
         torch.manual_seed(self.seed)
         scene = self.workdir / "scene"

@@ -2,7 +2,7 @@
 
     python benchmarks/quality.py --scenes tabletop similar_colors --steps 1000 --output benchmarks/quality.json
 
-For each scene (a preset of ``laser_ns.data.synthetic``, with exact labels and depth), laser-lite is trained with the
+For each scene (a preset of ``laser_ns.scenes``, with exact labels and depth), laser-lite is trained with the
 label-map teacher degraded like dense CLIP: 16-pixel tiles, boundary mixing and view-inconsistent label noise. Then,
 side by side:
 
@@ -132,7 +132,7 @@ class QualityBenchmark:
     workdir: Path = Path("/tmp/laser_quality")
     """Scenes, training runs and teacher caches go here."""
     scenes: list[str] = field(default_factory=lambda: list(DEFAULT_SCENES))
-    """Generated scene presets (laser_ns.data.synthetic.PRESETS)."""
+    """Generated scene presets (laser_ns.scenes.PRESETS)."""
     variants: list[str] = field(default_factory=lambda: ["all parts"])
     """Which ablations to train on every scene (keys of VARIANTS)."""
     steps: int = 1000
@@ -163,7 +163,7 @@ class QualityBenchmark:
         unknown = [v for v in self.variants if v not in VARIANTS]
         if unknown:
             raise SystemExit(f"Unknown variants {unknown}; choose from {list(VARIANTS)}.")
-        from laser_ns.data.synthetic import PRESETS
+        from laser_ns.scenes import PRESETS
 
         unknown = [s for s in self.scenes if s not in PRESETS]
         if unknown:
@@ -219,7 +219,7 @@ class QualityBenchmark:
     # ------------------------------------------------------------------ one scene
     def run_scene(self, preset: str, run_id: int, save: Callable[[str, dict[str, Any]], None]) -> None:
         """Trains and scores every variant on one scene; ``save(scene, result)`` after each variant."""
-        from laser_ns.data.synthetic import make_scene
+        from laser_ns.scenes import make_scene
 
         info = make_scene(
             self.workdir / "scenes" / preset,
@@ -330,7 +330,7 @@ class QualityBenchmark:
         train_index = self._train_indices(pipeline, info)
         predictions = {
             i: teacher_segmentation(
-                features[train_index[i]].float().cpu(), model.class_text.cpu(), info.height, info.width
+                features[train_index[i]].float().cpu(), model.predictor.class_text.cpu(), info.height, info.width
             )
             for i in info.annotated_views
         }

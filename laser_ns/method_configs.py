@@ -73,7 +73,6 @@ def laser_config() -> TrainerConfig:
                 eval_num_rays_per_chunk=1 << 12,
                 average_init_density=0.01,
                 camera_optimizer=CameraOptimizerConfig(mode="off"),
-                max_num_iterations=steps,
             ),
         ),
         optimizers=_optimizers(),
@@ -103,7 +102,6 @@ def laser_lite_config() -> TrainerConfig:
     datamanager.teacher_image_scale = 1.0  # small generated scenes: the teacher sees the images as they are
     datamanager.language_patches_per_step = 2
     model = config.pipeline.model
-    model.max_num_iterations = steps
     model.eval_num_rays_per_chunk = 1 << 11
     model.implementation = "torch"
     model.num_levels = 8

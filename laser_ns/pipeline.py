@@ -1,4 +1,5 @@
-"""LaserPipeline: owns the teacher and hands it to the datamanager (features) and the model (text)."""
+"""LaserPipeline: owns the teacher and hands it to the datamanager (features) and the model (text); asks the model's
+schedule which rays a step trains, and gives the model's predictor its fixed PCA sample of training rays."""
 
 from __future__ import annotations
 
@@ -7,8 +8,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+import torch
+from nerfstudio.cameras.rays import RayBundle
+from nerfstudio.engine.callbacks import TrainingCallback, TrainingCallbackAttributes, TrainingCallbackLocation
 from nerfstudio.pipelines.base_pipeline import VanillaPipeline, VanillaPipelineConfig
+from nerfstudio.utils.misc import step_check
 from nerfstudio.utils.rich_utils import CONSOLE
+from torch import Tensor
 from torch.cuda.amp.grad_scaler import GradScaler
 
 from laser_ns.compat import allow_numpy_scalars_in_checkpoints
@@ -110,7 +116,8 @@ class LaserPipeline(VanillaPipeline):
         # --- viewer panel (laser_ns/viewer.py): the viewer finds public ViewerElements on the pipeline ---
         from laser_ns.viewer import LaserViewerControls
 
-        self.viewer_controls = LaserViewerControls(self.laser_model)
+        self.viewer_controls = LaserViewerControls(self.laser_model.predictor)
+        self.laser_model.predictor.pca_source = self.pca_sample_features
 
     def _load_geometry(self, path: Path) -> None:
         checkpoint, run_dir = find_checkpoint(path)
@@ -132,8 +139,68 @@ class LaserPipeline(VanillaPipeline):
     def laser_model(self) -> LaserModel:
         return typing.cast(LaserModel, self.model)
 
+    # ------------------------------------------------------------------ PCA sample
+    def pca_sample_rays(self) -> RayBundle:
+        """A fixed sample of training rays: ``pca_rays`` pixels drawn (with a fixed seed, not the global RNG) from
+        ``pca_views`` training views spread evenly over the dataset."""
+        config = self.laser_model.predictor.config
+        cameras = self.datamanager.train_dataset.cameras
+        num_views = min(config.pca_views, len(cameras))
+        views = torch.linspace(0, len(cameras) - 1, num_views).round().long()  # [V]
+        generator = torch.Generator().manual_seed(0)
+        pick = torch.randint(num_views, (config.pca_rays,), generator=generator)  # [N] index into views
+        camera_indices = views[pick]  # [N]
+        heights = cameras.height[camera_indices, 0].float()
+        widths = cameras.width[camera_indices, 0].float()
+        uv = torch.rand(config.pca_rays, 2, generator=generator)  # [N, 2] row, column as fractions
+        coords = torch.stack([uv[:, 0] * heights, uv[:, 1] * widths], dim=-1)  # [N, 2] pixel coordinates
+        return cameras.generate_rays(camera_indices=camera_indices[:, None], coords=coords).to(self.device)
+
+    @torch.no_grad()
+    def pca_sample_features(self) -> Tensor:
+        """The model's rendered features of :meth:`pca_sample_rays`, rendered in eval mode without changing training:
+        the proposal sampler's update counter (a render resets it) is restored afterwards."""
+        model = self.laser_model
+        sampler = model.proposal_sampler
+        was_training, steps_since_update = model.training, sampler._steps_since_update
+        model.eval()
+        try:
+            rays = self.pca_sample_rays()
+            chunk = model.config.eval_num_rays_per_chunk
+            return torch.cat([model.rendered_features(rays[i : i + chunk]) for i in range(0, len(rays), chunk)])
+        finally:
+            model.train(was_training)
+            sampler._steps_since_update = steps_since_update
+
+    def fit_feature_pca(self) -> None:
+        """Fits the predictor's clip_pca basis on the fixed sample of training rays."""
+        self.laser_model.predictor.fit_pca(self.pca_sample_features())
+
+    def get_training_callbacks(self, attributes: TrainingCallbackAttributes) -> list[TrainingCallback]:
+        callbacks = super().get_training_callbacks(attributes)
+        trainer = attributes.trainer
+        if trainer is None:
+            return callbacks
+        last_step = getattr(trainer, "_start_step", 0) + trainer.config.max_num_iterations - 1
+
+        def refit_before_save(step: int) -> None:
+            # every checkpoint carries the basis of the model it saves; fitted once language has trained
+            saving = step_check(step, trainer.config.steps_per_save) or step == last_step
+            if saving and self.laser_model.schedule.language_active(step):
+                self.fit_feature_pca()
+
+        callbacks.append(
+            TrainingCallback(
+                where_to_run=[TrainingCallbackLocation.AFTER_TRAIN_ITERATION],
+                update_every_num_iters=1,
+                func=refit_before_save,
+            )
+        )
+        return callbacks
+
+    # ------------------------------------------------------------------ training
     def get_train_loss_dict(self, step: int):
-        with_language = self.laser_model.language_active(step)
+        with_language = self.laser_model.schedule.language_active(step)
         ray_bundle, batch = self.datamanager.next_train(step, with_language=with_language)
         model_outputs = self._model(ray_bundle)
         metrics_dict = self.model.get_metrics_dict(model_outputs, batch)

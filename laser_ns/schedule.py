@@ -1,4 +1,7 @@
-"""Laser's training phases and the learning-rate schedule of each parameter group (METHOD.md sections 4 and 8).
+"""Laser's training schedule: phases, freezing and the learning rate of each parameter group (METHOD.md 4 and 8).
+
+:class:`TrainingSchedule` is the one owner of the phase rules: the model composes it, the pipeline asks it whether
+language trains at a step, and it freezes parameters and binds the learning-rate schedulers.
 
 A run is cut into phases: geometry alone, then language (density frozen), with colour fine-tuned again from the
 joint start and the adapter switching to self-cross training at the switch step. Each optimizer group decays its
@@ -8,11 +11,14 @@ their full learning rate, and colour starts its fine-tuning at exactly the learn
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
+from nerfstudio.configs.base_config import InstantiateConfig
+from nerfstudio.engine.callbacks import TrainingCallback, TrainingCallbackAttributes, TrainingCallbackLocation
 from nerfstudio.engine.schedulers import Scheduler, SchedulerConfig
+from torch.nn import Parameter
 from torch.optim import Optimizer, lr_scheduler
 
 PhaseName = Literal["geometry", "language", "colour"]
@@ -136,3 +142,90 @@ def bind_phases(schedulers: Mapping[str, lr_scheduler.LRScheduler], phases: Phas
                 multiplier.bind(phases)
             group["lr"] = base_lr * multiplier(step)
         scheduler._last_lr = [group["lr"] for group in scheduler.optimizer.param_groups]  # what the trainer logs
+
+
+@dataclass
+class TrainingScheduleConfig(InstantiateConfig):
+    """Where the phases of a run start, as fractions; the run's length is the trainer's --max-num-iterations."""
+
+    _target: type = field(default_factory=lambda: TrainingSchedule)
+    language_start_fraction: float = 0.5
+    """Fraction of training spent on geometry alone before language starts (density is then frozen)."""
+    joint_start_fraction: float = 1 / 3
+    """Fraction of the language phase after which colour is fine-tuned again (reference: 5000 of 15000)."""
+    self_cross_fraction: float = 8 / 15
+    """Fraction of the language phase after which self-cross training starts (reference: 8000 of 15000)."""
+
+
+class TrainingSchedule:
+    """The phases of one run, the step it is at, and what trains at that step.
+
+    Built by ``TrainingScheduleConfig.setup(density=..., colour=..., skip_geometry=...)``, with functions returning
+    the parameters that the phases freeze. The run's length comes from the trainer (``training_callbacks``) or,
+    without a trainer (tests, scripts), from :meth:`set_total_steps`; until then there are no phases.
+    """
+
+    def __init__(
+        self,
+        config: TrainingScheduleConfig,
+        density: Callable[[], list[Parameter]],
+        colour: Callable[[], list[Parameter]],
+        skip_geometry: bool = False,
+    ) -> None:
+        self.config = config
+        self.density = density
+        self.colour = colour
+        self.skip_geometry = skip_geometry
+        self.step = 0
+        self._phases: Phases | None = None
+
+    @property
+    def phases(self) -> Phases:
+        if self._phases is None:
+            raise RuntimeError(
+                "The training schedule does not know the run's length yet: the trainer sets it from "
+                "--max-num-iterations (get_training_callbacks); without a trainer call schedule.set_total_steps(n)."
+            )
+        return self._phases
+
+    def set_total_steps(self, total_steps: int) -> None:
+        """Cuts a run of ``total_steps`` into phases (fractions of the run, so they follow --max-num-iterations)."""
+        cfg = self.config
+        self._phases = Phases.of(
+            total_steps,
+            cfg.language_start_fraction,
+            cfg.joint_start_fraction,
+            cfg.self_cross_fraction,
+            skip_geometry=self.skip_geometry,
+        )
+
+    def language_active(self, step: int) -> bool:
+        """Whether language rays are rendered and trained at ``step``."""
+        return self.phases.language_active(step)
+
+    def self_cross(self) -> bool:
+        """Whether the adapter trains self-cross (teacher and rendered features) at the current step."""
+        return self.phases.self_cross(self.step)
+
+    def set_step(self, step: int) -> None:
+        """Moves to ``step``: freezes and unfreezes density and colour for the phase that contains it."""
+        self.step = step
+        for p in self.density():
+            p.requires_grad_(self.phases.density_trainable(step))
+        for p in self.colour():
+            p.requires_grad_(self.phases.colour_trainable(step))
+
+    def training_callbacks(self, attributes: TrainingCallbackAttributes) -> list[TrainingCallback]:
+        """Takes the run's length from the trainer, binds the phase schedulers' learning rates, and moves to each
+        step before its iteration."""
+        if attributes.trainer is not None:
+            self.set_total_steps(attributes.trainer.config.max_num_iterations)
+        if attributes.optimizers is not None:
+            bind_phases(attributes.optimizers.schedulers, self.phases)
+        return [
+            TrainingCallback(
+                where_to_run=[TrainingCallbackLocation.BEFORE_TRAIN_ITERATION],
+                update_every_num_iters=1,
+                func=self.set_step,
+            )
+        ]

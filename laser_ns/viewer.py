@@ -29,7 +29,6 @@ How nerfstudio 1.1.5 finds and refreshes it (facts this module relies on):
 
 from __future__ import annotations
 
-import unicodedata
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
@@ -46,18 +45,16 @@ from nerfstudio.viewer.viewer_elements import (
 )
 from torch import nn
 
+from laser_ns.predictor import CANONICAL_NEGATIVES, parse_queries
+
 PANEL_LABEL = "Laser: talk to the scene"
 """Title of the viewer folder that holds the controls."""
-QUERY_SEPARATOR = ";"
-"""Separates several queries typed into one text box."""
 MODES = ("relevancy", "segmentation")
-"""Values of ``model.query_mode``: open-vocabulary relevancy, or closed-set segmentation over the scene's classes."""
+"""Values of ``predictor.query_mode``: open-vocabulary relevancy, or closed-set segmentation over the classes."""
 MAX_QUERIES = 16
 """Queries beyond this many are dropped: each one adds outputs to every frame."""
 MAX_QUERY_CHARS = 300
 """Longer queries are shortened: CLIP's text encoder reads at most 77 tokens anyway."""
-DEFAULT_NEGATIVES = ("object", "things", "stuff", "texture")
-"""LERF's canonical negatives, used when the model does not say which it has."""
 LOCATE_POINTS = 16384
 """Rays cast to localise the queries for the 3D boxes (a few seconds on a CPU for laser-lite)."""
 BOX_ROOT = "/laser_boxes"
@@ -66,10 +63,11 @@ BOX_NODES = 14
 """Scene nodes per drawn box: 12 edges, the best point and the label."""
 
 
-class QueryableModel(Protocol):
-    """The model hooks the panel drives (implemented by :class:`laser_ns.model.LaserModel`)."""
+class Queryable(Protocol):
+    """What the panel drives: the model's language predictor (:class:`laser_ns.predictor.LanguagePredictor`)."""
 
     queries: list[str]
+    negatives: list[str]
     query_mode: str
     composite_threshold: float
     segment_with_label_volume: bool
@@ -83,18 +81,6 @@ class QueryableModel(Protocol):
 
 class ControlError(Exception):
     """A value typed into the panel that cannot be applied; its message is shown in the panel."""
-
-
-def clean_text(text: str) -> str:
-    """NFC-normalised text with control and format characters (newlines, tabs, zero-width) turned into spaces."""
-    text = unicodedata.normalize("NFC", text)
-    text = "".join(" " if unicodedata.category(ch)[0] == "C" else ch for ch in text)
-    return " ".join(text.split())
-
-
-def parse_queries(text: str) -> list[str]:
-    """The non-empty, cleaned pieces of ``text`` split at ``;`` ("red apple; table" -> ["red apple", "table"])."""
-    return [piece for piece in (clean_text(part) for part in text.split(QUERY_SEPARATOR)) if piece]
 
 
 def describe_queries(queries: Sequence[str]) -> str:
@@ -122,15 +108,16 @@ def escape_markdown(text: str) -> str:
 class LaserViewerControls(nn.Module, ViewerElement[str]):
     """The panel's controls; attach it as a public attribute of the pipeline. Holds no parameters.
 
-    Each handler (``apply_queries``, ``apply_mode``, ...) applies one control's value to the model and returns the
-    message shown in the panel; a value that cannot be applied leaves the model as it was and explains why.
+    Each handler (``apply_queries``, ``apply_mode``, ...) applies one control's value to the predictor and returns the
+    message shown in the panel; a value that cannot be applied leaves the predictor as it was and explains why.
     """
 
-    def __init__(self, model: QueryableModel) -> None:
+    def __init__(self, predictor: Queryable) -> None:
         nn.Module.__init__(self)
         ViewerElement.__init__(self, name=PANEL_LABEL, cb_hook=self._dispatch)
-        # Kept out of the module tree: the model belongs to the pipeline, and registering it here would save it twice.
-        self.__dict__["_model"] = model
+        # Kept out of the module tree: the predictor belongs to the model, and registering it here would save it twice.
+        self.__dict__["_predictor"] = predictor
+        model = predictor
         queries = list(getattr(model, "queries", []) or [])
         self.status = describe_queries(queries) if queries else "Type what to look for, e.g. 'red apple; table'."
         self._status_handle: Any = None
@@ -138,7 +125,7 @@ class LaserViewerControls(nn.Module, ViewerElement[str]):
         self._box_handles: list[Any] = []  # viser scene nodes of the drawn 3D boxes
 
         initial_queries = "; ".join(queries)
-        config_negatives = getattr(getattr(model, "config", None), "negatives", None) or DEFAULT_NEGATIVES
+        negatives = getattr(model, "negatives", None) or CANONICAL_NEGATIVES
         mode = getattr(model, "query_mode", MODES[0])
         self.queries_text = ViewerText(
             "Queries",
@@ -155,7 +142,7 @@ class LaserViewerControls(nn.Module, ViewerElement[str]):
         )
         self.negatives_text = ViewerText(
             "Negatives",
-            "; ".join(config_negatives),
+            "; ".join(negatives),
             hint="Canonical phrases every query competes against in relevancy mode; separate with ';'.",
         )
         self.threshold = ViewerSlider(
@@ -182,16 +169,16 @@ class LaserViewerControls(nn.Module, ViewerElement[str]):
             id(self.threshold): lambda element: self.apply_threshold(element.value),
             id(self.use_label_volume): lambda element: self.apply_label_volume(element.value),
         }
-        self._applied_queries = queries  # what the model renders now; retyping it costs nothing
+        self._applied_queries = queries  # what the predictor renders now; retyping it costs nothing
         # Public so that the viewer's walk finds it and hands it the viewer (ViewerControl._setup).
         self.viewer_control = ViewerControl()
         for element in [*self.children_elements(), *self.action_elements()]:
             element.cb_hook = self._forward
 
     @property
-    def model(self) -> QueryableModel:
-        """The model the controls drive."""
-        return self.__dict__["_model"]
+    def predictor(self) -> Queryable:
+        """The language predictor the controls drive (``model.predictor``)."""
+        return self.__dict__["_predictor"]
 
     def children_elements(self) -> list[ViewerParameter]:
         """The panel's input elements, in display order."""
@@ -237,7 +224,7 @@ class LaserViewerControls(nn.Module, ViewerElement[str]):
         def apply() -> str:
             queries, notes = _limit_queries(parse_queries(text))
             if queries != self._applied_queries:  # typing a space or a trailing ';' does not re-encode
-                _call_hook(self.model, "set_queries", queries)
+                _call_hook(self.predictor, "set_queries", queries)
                 self._applied_queries = queries
             return (describe_queries(queries) if queries else "Queries cleared.") + notes
 
@@ -248,8 +235,8 @@ class LaserViewerControls(nn.Module, ViewerElement[str]):
 
         def apply() -> str:
             negatives, notes = _limit_queries(parse_queries(text))
-            _call_hook(self.model, "set_negatives", negatives)  # the model falls back to LERF's on an empty list
-            shown = ", ".join(negatives) if negatives else f"LERF's defaults ({', '.join(DEFAULT_NEGATIVES)})"
+            _call_hook(self.predictor, "set_negatives", negatives)  # empty: LERF's negatives
+            shown = ", ".join(negatives) if negatives else f"LERF's defaults ({', '.join(CANONICAL_NEGATIVES)})"
             return f"Negatives: {shown}." + notes
 
         return self._run("Could not use the negatives", apply)
@@ -260,7 +247,7 @@ class LaserViewerControls(nn.Module, ViewerElement[str]):
         def apply() -> str:
             if mode not in MODES:
                 raise ControlError(f"unknown mode {mode!r}; choose one of {', '.join(MODES)}.")
-            _set_attribute(self.model, "query_mode", mode)
+            _set_attribute(self.predictor, "query_mode", mode)
             if mode == "segmentation":
                 return "Mode: segmentation; typed queries join the scene's classes (output 'segmentation')."
             return "Mode: relevancy; each query against the negatives (outputs 'relevancy_<i>', 'composited_<i>')."
@@ -274,7 +261,7 @@ class LaserViewerControls(nn.Module, ViewerElement[str]):
             threshold = float(value)
             if not 0.0 <= threshold <= 1.0:
                 raise ControlError(f"threshold {threshold} is outside [0, 1]; relevancy is a probability.")
-            _set_attribute(self.model, "composite_threshold", threshold)
+            _set_attribute(self.predictor, "composite_threshold", threshold)
             return f"Threshold: {threshold:.2f}."
 
         return self._run("Could not set the threshold", apply)
@@ -283,7 +270,7 @@ class LaserViewerControls(nn.Module, ViewerElement[str]):
         """Chooses the label volume (True) or the distilled features (False) for segmentation."""
 
         def apply() -> str:
-            _set_attribute(self.model, "segment_with_label_volume", bool(enabled))
+            _set_attribute(self.predictor, "segment_with_label_volume", bool(enabled))
             return f"Segmentation uses the {'label volume' if enabled else 'distilled features'}."
 
         return self._run("Could not switch the segmentation source", apply)
@@ -298,11 +285,11 @@ class LaserViewerControls(nn.Module, ViewerElement[str]):
             viewer = getattr(self.viewer_control, "viewer", None)
             if viewer is None:
                 raise ControlError("3D boxes need the running viewer (its pipeline and scene); none is attached.")
-            queries = list(getattr(self.model, "queries", []) or [])
+            queries = list(getattr(self.predictor, "queries", []) or [])
             if not queries:
                 raise ControlError("type one or more queries first; each gets a box.")
-            segmentation = getattr(self.model, "query_mode", "relevancy") == "segmentation"
-            threshold = float(getattr(self.model, "composite_threshold", 0.5))
+            segmentation = getattr(self.predictor, "query_mode", "relevancy") == "segmentation"
+            threshold = float(getattr(self.predictor, "composite_threshold", 0.5))
             cloud = render_labelled_cloud(
                 viewer.pipeline, queries, num_points=LOCATE_POINTS, queries_as_classes=segmentation
             )
@@ -342,7 +329,7 @@ class LaserViewerControls(nn.Module, ViewerElement[str]):
 
     def legend(self) -> str:
         """Markdown legend of the segmentation colours (class name -> colour), or why there is none."""
-        hook = getattr(self.model, "segmentation_legend", None)
+        hook = getattr(self.predictor, "segmentation_legend", None)
         if hook is None:
             return "**Legend**: this model has no `segmentation_legend()`; update laser_ns."
         try:

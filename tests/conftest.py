@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import pytest
@@ -10,7 +11,7 @@ import pytest
 @pytest.fixture(scope="session")
 def tiny_scene(tmp_path_factory) -> Path:
     """An 8-view 64x48 forward-facing tabletop scene with labels and two annotated views (3D-OVS layout)."""
-    from laser_ns.data.synthetic import make_scene
+    from laser_ns.scenes import make_scene
 
     root = tmp_path_factory.mktemp("tiny_scene") / "scene"
     make_scene(root, "tabletop", seed=0, num_views=8, width=64, height=48, annotated_views=[0, 5])
@@ -29,8 +30,18 @@ def tiny_pipeline_config(scene: Path, max_steps: int = 20, **model_overrides):
     pipeline.datamanager.dataparser.data = scene
     pipeline.datamanager.train_num_rays_per_batch = 64
     pipeline.datamanager.language_patch_size = 32
-    pipeline.model.max_num_iterations = max_steps
+    # No trainer here to give the schedule the run's length (--max-num-iterations): the pipeline built from this
+    # config gives it max_steps, as the trainer's callbacks would.
+    pipeline._target = functools.partial(_pipeline_with_run_length, max_steps=max_steps)
     pipeline.model.eval_num_rays_per_chunk = 1024
     for key, value in model_overrides.items():
         setattr(pipeline.model, key, value)
+    return pipeline
+
+
+def _pipeline_with_run_length(config, *args, max_steps: int, **kwargs):
+    from laser_ns.pipeline import LaserPipeline
+
+    pipeline = LaserPipeline(config, *args, **kwargs)
+    pipeline.laser_model.schedule.set_total_steps(max_steps)
     return pipeline

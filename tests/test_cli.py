@@ -61,6 +61,16 @@ def test_saved_config_holds_absolute_paths(trained, tiny_scene):
     assert config.get_checkpoint_dir() == trained.parent / "nerfstudio_models"
 
 
+def test_the_checkpoint_carries_the_pca_basis_fitted_before_it_was_saved(trained):
+    """ns-render and the viewer read the same clip_pca basis: the trainer's last step fits it, then saves it."""
+    import torch
+
+    checkpoint = sorted((trained.parent / "nerfstudio_models").glob("step-*.ckpt"))[-1]
+    state = torch.load(checkpoint, map_location="cpu", weights_only=False)["pipeline"]
+    assert bool(state["_model.predictor.pca_fitted"])
+    assert state["_model.predictor.pca_basis"].abs().sum() > 0
+
+
 def test_ns_eval_reports_segmentation_metrics(trained, tmp_path):
     out = tmp_path / "eval.json"
     run([str(BIN / "ns-eval"), "--load-config", str(trained), "--output-path", str(out)], cwd=tmp_path)
@@ -97,7 +107,7 @@ def test_ns_render_writes_query_videos(trained, tmp_path):
 
 
 def test_ns_train_on_nerfstudio_format(tmp_path):
-    from laser_ns.data.synthetic import make_scene
+    from laser_ns.scenes import make_scene
 
     scene = tmp_path / "ns_scene"
     make_scene(scene, "tabletop", seed=1, num_views=8, width=64, height=48, annotated_views=[0, 5], fmt="nerfstudio")

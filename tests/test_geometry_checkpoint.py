@@ -39,8 +39,8 @@ def test_geometry_loads_and_phase_is_skipped(tiny_scene, source):
     loaded = seeded.model.field.state_dict()
     for name, value in pipeline.model.field.state_dict().items():
         assert torch.equal(value, loaded[name]), name
-    assert seeded.model.phases.language_start == 0
-    assert seeded.model.language_active(0)
+    assert seeded.model.schedule.phases.language_start == 0
+    assert seeded.model.schedule.language_active(0)
 
 
 def test_other_scene_is_rejected(tiny_scene, source, tmp_path):

@@ -23,8 +23,7 @@ def pipeline(tiny_scene):
 def train_step(pipeline, step: int):
     model = pipeline.model
     model.train()
-    model.step = step
-    model.set_phase(step)
+    model.schedule.set_step(step)
     return pipeline.get_train_loss_dict(step)
 
 
@@ -36,7 +35,7 @@ def test_geometry_phase_has_no_language_loss(pipeline):
 
 def test_language_phase_losses_and_gradients(pipeline):
     model = pipeline.model
-    phases = model.phases
+    phases = model.schedule.phases
     language_start = phases.language_start
     assert 0 < language_start < phases.joint_start < phases.self_cross_start < phases.total_steps
     outputs, loss_dict, metrics = train_step(pipeline, language_start)
@@ -58,9 +57,12 @@ def test_language_never_reaches_density(tiny_scene):
     model = pipeline.model
     model.train()
     ray_bundle, batch = pipeline.datamanager.next_train(0, with_language=True)
-    model.step = model.phases.self_cross_start
+    model.schedule.step = model.schedule.phases.self_cross_start  # self-cross, but nothing frozen
     outputs = model(ray_bundle)
-    language = model._language_losses(outputs, batch["clip"])
+    language_terms = ("feature_loss", "classification_loss", "self_loss", "text_aug_loss")
+    loss_dict = model.get_loss_dict(outputs, batch, model.get_metrics_dict(outputs, batch))
+    language = {k: v for k, v in loss_dict.items() if k in language_terms}
+    assert set(language) == set(language_terms)
     sum(language.values()).backward()
     assert all(p.grad is None or p.grad.abs().sum() == 0 for p in model.density_parameters())
     assert all(p.grad is None or p.grad.abs().sum() == 0 for p in model.appearance_parameters())
@@ -68,19 +70,19 @@ def test_language_never_reaches_density(tiny_scene):
 
 def test_phase_freezing(pipeline):
     model = pipeline.model
-    language_start, joint_start = model.phases.language_start, model.phases.joint_start
-    model.set_phase(0)
+    language_start, joint_start = model.schedule.phases.language_start, model.schedule.phases.joint_start
+    model.schedule.set_step(0)
     assert all(p.requires_grad for p in model.density_parameters() + model.appearance_parameters())
-    model.set_phase(language_start)
+    model.schedule.set_step(language_start)
     assert not any(p.requires_grad for p in model.density_parameters() + model.appearance_parameters())
-    model.set_phase(joint_start)
+    model.schedule.set_step(joint_start)
     assert not any(p.requires_grad for p in model.density_parameters())
     assert all(p.requires_grad for p in model.appearance_parameters())
 
 
 def test_self_cross_switch_uses_adapted_rendered_features(pipeline, monkeypatch):
     model = pipeline.model
-    switch = model.phases.self_cross_start
+    switch = model.schedule.phases.self_cross_start
     calls = []
     original = model.adapter.forward
     monkeypatch.setattr(model.adapter, "forward", lambda x: calls.append(x.shape[0]) or original(x))
@@ -106,7 +108,7 @@ def test_ablation_switch_removes_its_part(tiny_scene, switch, module, loss):
     if module is not None:
         assert getattr(model, module) is None
         assert not any(name.startswith(module + ".") for name in model.state_dict())
-    _, loss_dict, _ = train_step(pipeline, model.phases.self_cross_start)
+    _, loss_dict, _ = train_step(pipeline, model.schedule.phases.self_cross_start)
     assert "feature_loss" in loss_dict
     if loss is not None:
         assert loss not in loss_dict
@@ -115,7 +117,7 @@ def test_ablation_switch_removes_its_part(tiny_scene, switch, module, loss):
 def test_all_switches_off_is_plain_distillation(tiny_scene):
     off = dict(use_adapter=False, use_transient_attention=False, use_label_volume=False, use_text_augmentation=False)
     pipeline = build(tiny_scene, **off)
-    _, loss_dict, _ = train_step(pipeline, pipeline.model.phases.self_cross_start)
+    _, loss_dict, _ = train_step(pipeline, pipeline.model.schedule.phases.self_cross_start)
     language = {k for k in loss_dict if k not in ("rgb_loss", "interlevel_loss", "distortion_loss")}
     assert language == {"feature_loss"}
 
@@ -140,7 +142,7 @@ def test_render_outputs(pipeline):
 def test_render_does_not_depend_on_the_chunk_size(pipeline):
     """Every pixel's language outputs are its own: no mixing across the rays of a render chunk."""
     model = pipeline.model
-    language_start = model.phases.language_start
+    language_start = model.schedule.phases.language_start
     for step in range(language_start, language_start + 2):
         train_step(pipeline, step)  # fills the transient attention's running summary
     model.eval()
@@ -182,12 +184,12 @@ def test_set_queries_changes_relevancy_outputs(pipeline):
     model = pipeline.model
     model.eval()
     camera = pipeline.datamanager.eval_dataset.cameras[0:1]
-    model.set_queries(["red apple"])
+    model.predictor.set_queries(["red apple"])
     try:
         outputs = model.get_outputs_for_camera(camera)
         assert "relevancy_0" in outputs and "relevancy_1" not in outputs
     finally:
-        model.set_queries(model.class_names)
+        model.predictor.set_queries(model.class_names)
 
 
 def test_checkpoint_state_holds_no_teacher_weights(pipeline):
@@ -205,7 +207,7 @@ def test_dense_clip_teacher_trains_and_stays_out_of_checkpoints(tiny_scene, tmp_
     pipeline = config.setup(device="cpu", test_mode="val")
     assert pipeline.datamanager.tile_features[0].shape == (3, 4, 512)  # 48x64 image -> 3x4 tiles
     assert len(list((tmp_path / "cache").rglob("*.pt"))) == 8  # one cached file per image
-    _, loss_dict, _ = train_step(pipeline, pipeline.model.phases.language_start)
+    _, loss_dict, _ = train_step(pipeline, pipeline.model.schedule.phases.language_start)
     assert torch.isfinite(loss_dict["feature_loss"])
     state = pipeline.state_dict()
     assert sum(v.numel() for v in state.values()) < 10_000_000  # ViT-B/16 alone has ~150M

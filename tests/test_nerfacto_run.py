@@ -77,7 +77,8 @@ def test_nerfacto_run_seeds_laser_with_its_geometry_and_pose_corrections(tiny_sc
     assert model.camera_optimizer.config.mode == "SO3xR3"  # carried over from the run's config.yml
     assert torch.equal(model.camera_optimizer.pose_adjustment, source["camera_optimizer.pose_adjustment"])
     assert not model.camera_optimizer.pose_adjustment.requires_grad  # fixed, not refined further
-    assert model.phases.language_start == 0
+    model.schedule.set_total_steps(30000)  # what the trainer does with --max-num-iterations
+    assert model.schedule.phases.language_start == 0
 
 
 def test_laser_trains_from_the_nerfacto_run_through_the_cli(tiny_scene, nerfacto_run, offline_env, tmp_path):

@@ -22,11 +22,10 @@ def test_clip_dim_follows_the_teacher(tiny_scene):
     config.label_teacher.hashed_dim = 768  # a teacher with ViT-L/14-sized features
     pipeline = config.setup(device="cpu", test_mode="val")
     model = pipeline.model
-    assert model.clip_dim == 768 and model.class_text.shape[-1] == 768
+    assert model.clip_dim == 768 and model.predictor.class_text.shape[-1] == 768
     model.train()
-    step = model.phases.self_cross_start  # adapter on teacher and rendered features, label volume, attention
-    model.step = step
-    model.set_phase(step)
+    step = model.schedule.phases.self_cross_start  # adapter on teacher and rendered features, label volume, attention
+    model.schedule.set_step(step)
     outputs, loss_dict, _ = pipeline.get_train_loss_dict(step)
     assert outputs["clip_features"].shape[-1] == 768
     assert all(torch.isfinite(v) for v in loss_dict.values())

@@ -49,7 +49,7 @@ def test_preset_holds_paper_values(scene):
     assert pipeline.teacher.mode == mode
     assert pipeline.datamanager.language_patch_size == patch_size
     assert pipeline.datamanager.language_patches_per_step == patch_num
-    assert pipeline.model.transient_embed_dim == embed
+    assert pipeline.model.transient_attention.embed_dim == embed
     assert pipeline.model.classification_loss_mult == w_rel
     assert pipeline.model.text_aug_loss_mult == w_aug
     assert pipeline.model.self_loss_mult == w_self

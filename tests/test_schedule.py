@@ -49,7 +49,7 @@ def pipeline(tiny_scene):
 
 def test_phases_follow_the_trainer_and_each_group_decays_over_its_own_phase(pipeline):
     optimizers, callbacks = setup(pipeline)
-    phases = pipeline.model.phases
+    phases = pipeline.model.schedule.phases
     assert phases == Phases.of(TOTAL, 0.5, 1 / 3, 8 / 15)  # from the trainer's 300 steps, not the config's 20
     start, joint, end = phases.language_start, phases.joint_start, phases.total_steps
     rates = run_until(pipeline, optimizers, callbacks, TOTAL)
@@ -72,7 +72,7 @@ def test_phases_follow_the_trainer_and_each_group_decays_over_its_own_phase(pipe
 def test_rates_survive_a_checkpoint(pipeline):
     """The schedulers' state goes through torch.save / torch.load(weights_only=True), as nerfstudio resumes."""
     optimizers, callbacks = setup(pipeline)
-    stop = pipeline.model.phases.joint_start + 7
+    stop = pipeline.model.schedule.phases.joint_start + 7
     run_until(pipeline, optimizers, callbacks, stop)  # iterations 0 .. stop-1, as before a save at step stop
     buffer = io.BytesIO()
     torch.save({k: s.state_dict() for k, s in optimizers.schedulers.items()}, buffer)
@@ -81,7 +81,7 @@ def test_rates_survive_a_checkpoint(pipeline):
 
     resumed = Optimizers(laser_lite_config().optimizers, pipeline.get_param_groups())
     resumed.load_schedulers(state)
-    bind_phases(resumed.schedulers, pipeline.model.phases)  # what get_training_callbacks does after the load
+    bind_phases(resumed.schedulers, pipeline.model.schedule.phases)  # what get_training_callbacks does after the load
     after_load = {group: lr(resumed, group) for group in resumed.optimizers}
     continued = run_until(pipeline, optimizers, callbacks, stop + 1, start=stop)[stop]
     assert after_load == pytest.approx(continued)

@@ -270,7 +270,7 @@ def test_pipeline_carries_the_panel_where_the_viewer_finds_it(pipeline):
     assert [(path, type(element)) for path, element in found] == [
         ("Custom Elements/viewer_controls", LaserViewerControls)
     ]
-    assert found[0][1].model is pipeline.model
+    assert found[0][1].predictor is pipeline.model.predictor
     controls = parse_object(pipeline, ViewerControl, "Custom Elements")
     assert [(path, control) for path, control in controls] == [
         ("Custom Elements/viewer_controls/viewer_control", pipeline.viewer_controls.viewer_control)
@@ -288,7 +288,7 @@ def test_typed_queries_appear_as_outputs_of_the_next_frame(pipeline):
     assert not any(key.startswith("relevancy_") for key in _render(pipeline))
     controls.apply_mode("segmentation")
     controls.apply_queries("red apple; glass of water")
-    names = [name for name, _ in pipeline.model.segmentation_legend()]
+    names = [name for name, _ in pipeline.model.predictor.segmentation_legend()]
     assert "glass of water" in names and "glass of water" in controls.legend()
     controls.apply_mode("relevancy")
 

@@ -168,7 +168,7 @@ class DevTools:
 @pytest.fixture(scope="module")
 def trained_run(tmp_path_factory) -> Path:
     """config.yml of a laser-lite run trained for a few steps on a generated 64x48 tabletop scene."""
-    from laser_ns.data.synthetic import make_scene
+    from laser_ns.scenes import make_scene
 
     root = tmp_path_factory.mktemp("viewer_browser")
     scene = root / "scene"

@@ -21,7 +21,7 @@ into chunks the same way every time you want reproducible results.
 """
 
 import math
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
@@ -52,8 +52,6 @@ class AdapterConfig(InstantiateConfig):
     """Configuration for the feature adapter."""
 
     _target: type = field(default_factory=lambda: Adapter)
-    dim: int = 512
-    """Channels of the features it adapts (the CLIP feature size)."""
     attn_dim: int = 32
     """Size of the single-head attention's q/k/v."""
     hidden_dim: int = 256
@@ -69,36 +67,19 @@ class AdapterConfig(InstantiateConfig):
     an option because our teachers give unit-norm features (one run at 1/16, with unit-norm rendered features,
     measured worse on a generated scene)."""
 
-    def setup(self, **kwargs) -> "Adapter":
-        """Builds the module from this config; keyword arguments override config fields."""
-        params = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "_target"}
-        params.update(kwargs)
-        return self._target(**params)
-
 
 class Adapter(nn.Module):
     """Returns `(x_orig, x_adapted)` for a set of features, exactly as METHOD.md section 6.
 
-    Args:
-        dim: feature channels.
-        attn_dim: single-head attention size.
-        hidden_dim: residual MLP hidden width.
-        momentum: EMA momentum of the scalar centres (weight of the old value).
-        mix: weight of the attention branch.
-        max_tokens: most rows per call; more raises an error instead of silently allocating N^2 memory.
+    Built by ``AdapterConfig.setup(dim=...)``: the feature size ``dim`` is the teacher's, never a config field. A call
+    with more than ``config.max_tokens`` rows raises an error instead of silently allocating N^2 memory.
     """
 
-    def __init__(
-        self,
-        dim: int = 512,
-        attn_dim: int = 32,
-        hidden_dim: int = 256,
-        momentum: float = 0.9,
-        mix: float = 0.2,
-        max_tokens: int = 16384,
-        position_scale: float = 1.0,
-    ) -> None:
+    def __init__(self, config: AdapterConfig, dim: int) -> None:
         super().__init__()
+        self.config = config
+        attn_dim, hidden_dim, position_scale = config.attn_dim, config.hidden_dim, config.position_scale
+        momentum, mix, max_tokens = config.momentum, config.mix, config.max_tokens
         self.dim = dim
         self.momentum = momentum
         self.mix = mix

@@ -4,13 +4,16 @@ A small set of 3E learned "transient" queries summarises the whole batch of samp
 back from that summary. Nothing of size N x N is ever formed, so the cost is O(N E^2), linear in N, which is
 what lets it run on every ray sample of a training batch (often 100k+ samples).
 
-Inference. The pooled summary is a statistic of the batch, like BatchNorm's mean: in training it is computed from
-the batch (random rays from all over the scene) and an EMA of it is kept as a buffer; in eval mode that running
-summary is used instead. Every sample then gets the same output whatever chunk it is rendered in, and the summary
-it reads is the scene-wide one it was trained with, not one of a run of neighbouring image rows.
+Which samples it pools. The model calls it on the kept samples (rendering weight above ``weight_threshold``) of the
+language rays only: in training, the tile rays of the step's few random square teacher patches
+(``language_patches_per_step`` crops of ``language_patch_size`` pixels, from random training images), not the RGB
+rays and not rays from all over the scene. That pooled summary is a statistic of the batch, like BatchNorm's mean:
+an EMA of it is kept as a buffer, and in eval mode that running summary is read instead of pooling the rendered
+chunk. Every sample then gets the same output whatever chunk it is rendered in, and it reads the summary it was
+trained with (an average over many patches), not one of a run of neighbouring image rows.
 """
 
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 
 import torch
 from jaxtyping import Float
@@ -23,31 +26,23 @@ class TransientQueryAttentionConfig(InstantiateConfig):
     """Configuration for the low-rank transient query attention."""
 
     _target: type = field(default_factory=lambda: TransientQueryAttention)
-    in_dim: int = 512
-    """Channels of the per-sample features it reads and writes (the CLIP feature size)."""
     embed_dim: int = 48
     """Low-rank embedding size E; 3E transient queries are learned (reference: 48, 64 for bench and sofa)."""
     momentum: float = 0.9
     """EMA momentum of the running summary used at inference: s <- momentum * s + (1 - momentum) * batch summary."""
 
-    def setup(self, **kwargs) -> "TransientQueryAttention":
-        """Builds the module from this config; keyword arguments override config fields."""
-        params = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "_target"}
-        params.update(kwargs)
-        return self._target(**params)
-
 
 class TransientQueryAttention(nn.Module):
     """`out = A1 (A2 v) + q`, projected back to `in_dim`, with A1/A2 the sample<->transient-query attentions.
 
-    Args:
-        in_dim: channels of the input and output features.
-        embed_dim: low-rank size E; the learned transient queries have shape [3E, E].
-        momentum: EMA momentum of the running summary (weight of the old value).
+    Built by ``TransientQueryAttentionConfig.setup(in_dim=...)``: ``in_dim``, the channels of the features it reads
+    and writes, is the teacher's feature size, never a config field.
     """
 
-    def __init__(self, in_dim: int = 512, embed_dim: int = 48, momentum: float = 0.9) -> None:
+    def __init__(self, config: TransientQueryAttentionConfig, in_dim: int) -> None:
         super().__init__()
+        self.config = config
+        embed_dim, momentum = config.embed_dim, config.momentum
         self.in_dim = in_dim
         self.embed_dim = embed_dim
         self.momentum = momentum

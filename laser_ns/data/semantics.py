@@ -21,7 +21,8 @@ import numpy as np
 from PIL import Image
 
 UNLABELLED = 255
-"""Label-map value for pixels that carry no class."""
+"""Label-map value for pixels that carry no class (METHOD.md section 11); the one definition, used by the teachers,
+the generated scenes and the evaluation."""
 
 
 class SceneFormatError(ValueError):

@@ -11,7 +11,7 @@ Two questions the quality benchmark (``benchmarks/quality.py``) asks of every sc
   views: its depth seen from the second view must match that view's depth map at the pixel it lands on.
 
 Conventions: pixel ``(row v, column u)`` is the ray through image point ``(u + 0.5, v + 0.5)`` and ``cx = W / 2``,
-as in :mod:`laser_ns.data.synthetic`. A class index of -1 means "no prediction" (it never matches a class).
+as in :mod:`laser_ns.scenes`. A class index of -1 means "no prediction" (it never matches a class).
 """
 
 from __future__ import annotations
@@ -26,11 +26,10 @@ import torch.nn.functional as F
 from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
+from laser_ns.data.semantics import UNLABELLED
+
 NO_CLASS = -1
 """Class index of a tile or pixel without a prediction (e.g. a teacher tile that carries no feature)."""
-
-UNLABELLED = 255
-"""Ground-truth label of pixels without a class (METHOD.md section 11)."""
 
 ArrayOrTensor = np.ndarray | Tensor
 

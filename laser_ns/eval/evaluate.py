@@ -54,7 +54,7 @@ def evaluate_pipeline(pipeline, output_dir: Path | None = None, downscale: float
         image_index = dataset.metadata["image_indices"][idx]
         views.append({"image_index": image_index, **view})
         if output_dir is not None:
-            colors = model.class_colors.cpu()
+            colors = model.predictor.class_colors.cpu()
             gt = masks.float().argmax(dim=-1)
             gt_rgb = colors[gt] * masks.any(dim=-1, keepdim=True)
             panel = torch.cat([outputs["rgb"].cpu(), colors[pred], gt_rgb], dim=1)

@@ -158,15 +158,16 @@ def render_labelled_cloud(
     if num_points < 1:
         raise ExportError(f"num_points must be at least 1, got {num_points}.")
     model = pipeline.model
+    predictor = model.predictor  # queries, mode and colours: the same object the viewer and ns-render use
     queries = [q.strip() for q in queries if q.strip()]
-    saved = (model.training, list(model.queries), model.query_mode)
+    saved = (model.training, list(predictor.queries), predictor.query_mode)
     try:
         model.eval()
-        if queries != model.queries:
-            model.set_queries(queries)
-        model.query_mode = "segmentation" if queries_as_classes else "relevancy"
-        class_names = model.segmentation_classes()[0]
-        class_colors = [tuple(int(v) for v in color) for _, color in model.segmentation_legend()]
+        if queries != predictor.queries:
+            predictor.set_queries(queries)
+        predictor.query_mode = "segmentation" if queries_as_classes else "relevancy"
+        class_names = predictor.segmentation_classes()[0]
+        class_colors = [tuple(int(v) for v in color) for _, color in predictor.segmentation_legend()]
         names = ["accumulation"] + [f"relevancy_{i}" for i in range(len(queries))]
         if class_names:
             names.append("segmentation_class")
@@ -183,9 +184,9 @@ def render_labelled_cloud(
         )
     finally:
         model.train(saved[0])
-        if list(model.queries) != saved[1]:
-            model.set_queries(saved[1])
-        model.query_mode = saved[2]
+        if list(predictor.queries) != saved[1]:
+            predictor.set_queries(saved[1])
+        predictor.query_mode = saved[2]
 
     # Our additions to the generator's points, aligned with them.
     points = np.asarray(pcd.points)

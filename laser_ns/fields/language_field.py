@@ -86,7 +86,8 @@ class LanguageField(nn.Module):
 
     The MLP's last layer is kept apart as ``head`` (a plain linear map): volume rendering and the transient
     attention's projections are linear too, so the model can carry the small hidden vectors through them and apply
-    the 512-channel head once per ray instead of once per sample (see ``LaserModel._render_language``).
+    the 512-channel head once per ray instead of once per sample
+    (see :func:`laser_ns.fields.language_rendering.render_language`).
     """
 
     def __init__(

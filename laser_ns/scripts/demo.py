@@ -33,7 +33,7 @@ class Demo:
     """Scene seed."""
 
     def main(self) -> None:
-        from laser_ns.data.synthetic import make_scene
+        from laser_ns.scenes import make_scene
 
         start = time.perf_counter()
         out = self.output_dir.resolve()

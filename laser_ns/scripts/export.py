@@ -23,14 +23,12 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from laser_ns.export.objects import ClusterSettings, Selection
 from laser_ns.export.run import ExportError
+from laser_ns.predictor import parse_queries
 
 
 def split_texts(text: str | None) -> list[str]:
     """'red mug; chair' -> ['red mug', 'chair'] (blank entries dropped, order kept, duplicates removed)."""
-    if not text:
-        return []
-    pieces = [" ".join(piece.split()) for piece in text.split(";")]
-    return list(dict.fromkeys(piece for piece in pieces if piece))
+    return list(dict.fromkeys(parse_queries(text or "")))
 
 
 def file_stem(text: str, taken: set[str]) -> str:
@@ -99,7 +97,7 @@ class ExportLaser:
         start = time.perf_counter()
         run = load_run(self.load_config)
         model = run.pipeline.model
-        queries = split_texts(self.queries) if self.queries is not None else list(model.queries)
+        queries = split_texts(self.queries) if self.queries is not None else list(model.predictor.queries)
         queries += [q for q in objects if q not in queries]
         cloud = render_labelled_cloud(
             run.pipeline,

@@ -13,7 +13,7 @@ from typing import Literal
 
 import tyro
 
-from laser_ns.data.synthetic import PRESETS, make_scene
+from laser_ns.scenes import PRESETS, make_scene
 
 # Built from the registry so `--help` lists exactly the presets that exist.
 PresetName = Literal[tuple(PRESETS)]  # type: ignore[valid-type]

@@ -21,9 +21,6 @@ from torch import Tensor, nn
 TILE_SIZE = 16
 """Pixels per tile side: ViT-B/16's patch size."""
 
-UNLABELLED = 255
-"""Label-map value for pixels without a class (METHOD.md section 11)."""
-
 
 def tile_grid_size(height: int, width: int, tile_size: int = TILE_SIZE) -> tuple[int, int]:
     """Number of tiles ``(h, w)`` for an image of ``height x width`` pixels.

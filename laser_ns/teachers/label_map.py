@@ -19,8 +19,9 @@ import torch.nn.functional as F
 from jaxtyping import Float, Int
 from torch import Tensor
 
+from laser_ns.data.semantics import UNLABELLED
+from laser_ns.predictor import CANONICAL_NEGATIVES
 from laser_ns.teachers.base import (
-    UNLABELLED,
     DenseTeacher,
     DenseTeacherConfig,
     resize_labels_to_tiles,
@@ -32,9 +33,9 @@ from laser_ns.teachers.text import hashed_text_embeddings
 _FEATURE_FORMAT = 1
 """Bumped whenever the feature computation changes (invalidates feature caches)."""
 
-BASELINE_PROMPTS = ("object", "things", "stuff", "texture")
-"""LERF's canonical negatives (``laser_ns.model.CANONICAL_NEGATIVES``): the model encodes them on every run as
-relevancy baselines, so hashed vectors for them are expected, not a user's query that cannot mean anything."""
+BASELINE_PROMPTS = CANONICAL_NEGATIVES
+"""LERF's canonical negatives: the model's predictor encodes them on every run as relevancy baselines, so hashed
+vectors for them are expected, not a user's query that cannot mean anything."""
 
 logger = logging.getLogger(__name__)
 

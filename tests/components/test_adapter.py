@@ -25,7 +25,7 @@ def _naive(adapter: Adapter, x: torch.Tensor, c_orig: float, c_adapted: float):
 
 
 def test_config_builds_adapter():
-    adapter = AdapterConfig(dim=64, attn_dim=8, hidden_dim=16).setup(max_tokens=100)
+    adapter = AdapterConfig(attn_dim=8, hidden_dim=16, max_tokens=100).setup(dim=64)
     assert isinstance(adapter, Adapter)
     assert adapter.to_q.weight.shape == (8, 64) and adapter.max_tokens == 100
     assert all(layer.bias is None for layer in (adapter.to_q, adapter.to_k, adapter.to_v, adapter.out_proj))
@@ -43,7 +43,7 @@ def test_sinusoidal_table_values_and_any_length():
 
 def test_matches_naive_reference_in_eval_mode():
     torch.manual_seed(0)
-    adapter = Adapter(dim=16, attn_dim=4, hidden_dim=8).double().eval()
+    adapter = AdapterConfig(attn_dim=4, hidden_dim=8).setup(dim=16).double().eval()
     adapter.orig_centre.fill_(0.3)
     adapter.adapted_centre.fill_(-0.1)
     x = torch.randn(12, 16, dtype=torch.float64)
@@ -55,7 +55,7 @@ def test_matches_naive_reference_in_eval_mode():
 
 def test_training_updates_ema_before_use():
     torch.manual_seed(0)
-    adapter = Adapter(dim=16, attn_dim=4, hidden_dim=8).double().train()
+    adapter = AdapterConfig(attn_dim=4, hidden_dim=8).setup(dim=16).double().train()
     x1 = torch.randn(10, 16, dtype=torch.float64) + 2.0
     x_orig, x_adapted = adapter(x1)
     # The first batch initialises the EMA to its own mean, and the updated value is what gets subtracted.
@@ -73,7 +73,7 @@ def test_training_updates_ema_before_use():
 
 def test_output_is_centred_after_warm_up():
     torch.manual_seed(0)
-    adapter = Adapter(dim=32, attn_dim=8, hidden_dim=16).train()
+    adapter = AdapterConfig(attn_dim=8, hidden_dim=16).setup(dim=32).train()
     for _ in range(60):
         adapter(torch.randn(64, 32) + 5.0)
     adapter.eval()
@@ -83,7 +83,7 @@ def test_output_is_centred_after_warm_up():
 
 
 def test_eval_mode_does_not_touch_buffers():
-    adapter = Adapter(dim=16, attn_dim=4, hidden_dim=8).eval()
+    adapter = AdapterConfig(attn_dim=4, hidden_dim=8).setup(dim=16).eval()
     before = {name: buf.clone() for name, buf in adapter.named_buffers()}
     adapter(torch.randn(10, 16) + 3.0)
     for name, buf in adapter.named_buffers():
@@ -91,19 +91,19 @@ def test_eval_mode_does_not_touch_buffers():
 
 
 def test_centres_are_saved_buffers_not_parameters():
-    adapter = Adapter(dim=16, attn_dim=4, hidden_dim=8).train()
+    adapter = AdapterConfig(attn_dim=4, hidden_dim=8).setup(dim=16).train()
     adapter(torch.randn(10, 16) + 1.0)
     state = adapter.state_dict()
     assert {"orig_centre", "adapted_centre", "num_updates"} <= set(state)
     param_names = {name for name, _ in adapter.named_parameters()}
     assert not param_names & {"orig_centre", "adapted_centre"}
-    restored = Adapter(dim=16, attn_dim=4, hidden_dim=8)
+    restored = AdapterConfig(attn_dim=4, hidden_dim=8).setup(dim=16)
     restored.load_state_dict(state)
     assert torch.equal(restored.orig_centre, adapter.orig_centre)
 
 
 def test_batch_larger_than_any_table_and_max_tokens_error():
-    adapter = Adapter(dim=16, attn_dim=4, hidden_dim=8, max_tokens=3000).eval()
+    adapter = AdapterConfig(attn_dim=4, hidden_dim=8, max_tokens=3000).setup(dim=16).eval()
     with torch.no_grad():
         x_orig, x_adapted = adapter(torch.randn(3000, 16))
     assert x_adapted.shape == (3000, 16) and torch.isfinite(x_adapted).all()
@@ -113,7 +113,7 @@ def test_batch_larger_than_any_table_and_max_tokens_error():
 
 def test_gradients_reach_every_parameter_and_input():
     torch.manual_seed(0)
-    adapter = Adapter(dim=16, attn_dim=4, hidden_dim=8).train()
+    adapter = AdapterConfig(attn_dim=4, hidden_dim=8).setup(dim=16).train()
     x = torch.randn(10, 16, requires_grad=True)
     _, x_adapted = adapter(x)
     x_adapted.square().sum().backward()
@@ -123,7 +123,7 @@ def test_gradients_reach_every_parameter_and_input():
 
 
 def test_empty_input_leaves_ema_alone():
-    adapter = Adapter(dim=16, attn_dim=4, hidden_dim=8).train()
+    adapter = AdapterConfig(attn_dim=4, hidden_dim=8).setup(dim=16).train()
     x_orig, x_adapted = adapter(torch.zeros(0, 16))
     assert x_orig.shape == x_adapted.shape == (0, 16)
     assert int(adapter.num_updates) == 0 and torch.isfinite(adapter.orig_centre)

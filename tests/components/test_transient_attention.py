@@ -18,23 +18,23 @@ def _naive(module: TransientQueryAttention, x: torch.Tensor) -> torch.Tensor:
 
 
 def test_config_builds_module_with_expected_shapes():
-    module = TransientQueryAttentionConfig(in_dim=64, embed_dim=8).setup()
+    module = TransientQueryAttentionConfig(embed_dim=8).setup(in_dim=64)
     assert isinstance(module, TransientQueryAttention)
     assert module.transient_queries.shape == (24, 8)
     assert module.to_q.bias is None and module.out_proj.bias is None
-    assert TransientQueryAttentionConfig().setup(embed_dim=16).transient_queries.shape == (48, 16)
+    assert TransientQueryAttentionConfig(embed_dim=16).setup(in_dim=512).transient_queries.shape == (48, 16)
 
 
 def test_transient_queries_init_is_small_truncated_normal():
     torch.manual_seed(0)
-    queries = TransientQueryAttention(512, 48).transient_queries.detach()
+    queries = TransientQueryAttentionConfig(embed_dim=48).setup(in_dim=512).transient_queries.detach()
     assert abs(queries.std().item() - 0.02) < 0.004
     assert queries.abs().max().item() <= 0.04 + 1e-6  # truncated at +-2 std
 
 
 def test_matches_naive_reference():
     torch.manual_seed(0)
-    module = TransientQueryAttention(in_dim=64, embed_dim=8).double()
+    module = TransientQueryAttentionConfig(embed_dim=8).setup(in_dim=64).double()
     with torch.no_grad():
         module.transient_queries.normal_(std=0.5)  # larger than init so the softmaxes are far from uniform
     x = torch.randn(37, 64, dtype=torch.float64)
@@ -43,7 +43,7 @@ def test_matches_naive_reference():
 
 def test_rows_interact_through_the_batch():
     torch.manual_seed(0)
-    module = TransientQueryAttention(in_dim=16, embed_dim=4)
+    module = TransientQueryAttentionConfig(embed_dim=4).setup(in_dim=16)
     with torch.no_grad():
         module.transient_queries.normal_(std=1.0)
     x = torch.randn(10, 16)
@@ -54,7 +54,7 @@ def test_rows_interact_through_the_batch():
 
 
 def test_cost_is_linear_in_number_of_samples():
-    module = TransientQueryAttention(in_dim=512, embed_dim=48)
+    module = TransientQueryAttentionConfig(embed_dim=48).setup(in_dim=512)
 
     def flops(n: int) -> int:
         counter = FlopCounterMode(display=False)
@@ -67,7 +67,7 @@ def test_cost_is_linear_in_number_of_samples():
 
 
 def test_large_batch_runs_without_quadratic_memory():
-    module = TransientQueryAttention(in_dim=64, embed_dim=8)
+    module = TransientQueryAttentionConfig(embed_dim=8).setup(in_dim=64)
     # 200k x 200k floats would need 160 GB; this passes only if nothing N x N is formed.
     with torch.no_grad():
         out = module(torch.randn(200_000, 64))
@@ -76,7 +76,7 @@ def test_large_batch_runs_without_quadratic_memory():
 
 def test_gradients_reach_every_parameter():
     torch.manual_seed(0)
-    module = TransientQueryAttention(in_dim=32, embed_dim=4)
+    module = TransientQueryAttentionConfig(embed_dim=4).setup(in_dim=32)
     x = torch.randn(20, 32, requires_grad=True)
     module(x).square().sum().backward()
     for name, param in module.named_parameters():
@@ -85,13 +85,13 @@ def test_gradients_reach_every_parameter():
 
 
 def test_empty_batch():
-    module = TransientQueryAttention(in_dim=32, embed_dim=4)
+    module = TransientQueryAttentionConfig(embed_dim=4).setup(in_dim=32)
     assert module(torch.zeros(0, 32)).shape == (0, 32)
 
 
 def test_eval_uses_running_summary_so_outputs_do_not_depend_on_the_chunk():
     torch.manual_seed(0)
-    module = TransientQueryAttention(in_dim=16, embed_dim=4, momentum=0.5)
+    module = TransientQueryAttentionConfig(embed_dim=4, momentum=0.5).setup(in_dim=16)
     with torch.no_grad():
         module.transient_queries.normal_(std=1.0)
     batches = [torch.randn(50, 16) for _ in range(3)]
@@ -115,14 +115,16 @@ def test_eval_uses_running_summary_so_outputs_do_not_depend_on_the_chunk():
 
 def test_eval_before_any_training_step_pools_the_chunk():
     torch.manual_seed(0)
-    module = TransientQueryAttention(in_dim=16, embed_dim=4).eval()  # a fresh module: no running summary yet
+    module = (
+        TransientQueryAttentionConfig(embed_dim=4).setup(in_dim=16).eval()
+    )  # a fresh module: no running summary yet
     x = torch.randn(12, 16)
     assert torch.allclose(module(x), _naive(module, x), atol=1e-6)
 
 
 def test_projecting_through_a_linear_head_equals_projecting_its_output():
     torch.manual_seed(0)
-    module = TransientQueryAttention(in_dim=64, embed_dim=8).double()
+    module = TransientQueryAttentionConfig(embed_dim=8).setup(in_dim=64).double()
     head = torch.nn.Linear(16, 64).double()
     hidden = torch.randn(30, 16, dtype=torch.float64)
     for fused, plain in zip(module.project_through(hidden, head), module.project(head(hidden)), strict=True):

@@ -36,7 +36,7 @@ def test_language_rays_pass_through_their_own_tile(tiny_scene, jitter):
 
 @pytest.fixture(scope="module")
 def scene_128x96(tmp_path_factory):
-    from laser_ns.data.synthetic import make_scene
+    from laser_ns.scenes import make_scene
 
     root = tmp_path_factory.mktemp("scene_128x96") / "scene"
     make_scene(root, "tabletop", seed=1, num_views=3, width=128, height=96, annotated_views=[0])
@@ -151,7 +151,7 @@ def test_bad_teacher_scale_is_named(tiny_scene, tmp_path):
 
 @pytest.mark.parametrize("with_labels", [True, False])
 def test_missing_clip_weights_offer_the_label_teacher_when_the_scene_has_labels(tmp_path, monkeypatch, with_labels):
-    from laser_ns.data.synthetic import make_scene
+    from laser_ns.scenes import make_scene
     from laser_ns.teachers.dense_clip import ClipWeightsUnavailable, DenseClip
 
     scene = tmp_path / "scene"

@@ -13,7 +13,7 @@ from PIL import Image
 
 from laser_ns.data.dataparser import LaserDataParserConfig
 from laser_ns.data.semantics import SceneFormatError
-from laser_ns.data.synthetic import make_scene
+from laser_ns.scenes import make_scene
 
 
 @pytest.fixture(scope="module")

@@ -180,7 +180,7 @@ def test_consistency_without_shared_points_is_nan_and_inputs_must_match():
 
 
 def test_generated_scene_ground_truth_is_perfectly_consistent_and_noise_is_not(tmp_path):
-    from laser_ns.data.synthetic import make_scene
+    from laser_ns.scenes import make_scene
 
     info = make_scene(tmp_path / "scene", "tabletop", seed=0, num_views=6, width=48, height=36)
     views = info.annotated_views

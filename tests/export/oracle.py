@@ -14,12 +14,12 @@ from types import SimpleNamespace
 import numpy as np
 import torch
 
-from laser_ns.data.synthetic import cast_rays
 from laser_ns.export.frames import SceneFrames
+from laser_ns.scenes import cast_rays
 
 
 class OracleModel:
-    """Implements the parts of LaserModel that the exporter and the viewer's box button use."""
+    """Implements the parts of LaserModel (and of its predictor) that the exporter and the viewer's box button use."""
 
     def __init__(self, spec, frames: SceneFrames, floater_fraction: float = 0.0, seed: int = 0) -> None:
         self.spec = spec
@@ -28,6 +28,7 @@ class OracleModel:
         self.labels = spec.primitive_labels()
         self.queries: list[str] = list(self.class_names)
         self.query_mode = "relevancy"
+        self.predictor = self  # a LaserModel's queries live in model.predictor; the oracle answers them itself
         self.composite_threshold = 0.5
         self.training = False
         self.floater_fraction = floater_fraction

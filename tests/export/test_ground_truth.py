@@ -8,10 +8,10 @@ import json
 import numpy as np
 import pytest
 
-from laser_ns.data.synthetic import PRESETS
 from laser_ns.export.locate import localise
 from laser_ns.export.objects import extract_object
 from laser_ns.export.point_cloud import render_labelled_cloud
+from laser_ns.scenes import PRESETS
 from tests.export.oracle import oracle_pipeline
 
 pytest.importorskip("open3d", reason="nerfstudio's point-cloud generator needs open3d")
@@ -71,8 +71,8 @@ def test_each_object_is_localised_inside_its_true_box(exported):
 def test_model_state_is_restored_after_export(exported):
     pipeline, spec, _ = exported
     model = pipeline.model
-    model.set_queries(["wall"])
-    model.query_mode = "relevancy"
+    model.predictor.set_queries(["wall"])
+    model.predictor.query_mode = "relevancy"
     model.train(True)
     render_labelled_cloud(pipeline, ["red apple", "chair"], num_points=500, queries_as_classes=True)
-    assert model.queries == ["wall"] and model.query_mode == "relevancy" and model.training
+    assert model.predictor.queries == ["wall"] and model.predictor.query_mode == "relevancy" and model.training

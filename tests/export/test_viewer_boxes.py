@@ -9,7 +9,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from laser_ns.data.synthetic import PRESETS
+from laser_ns.scenes import PRESETS
 from laser_ns.viewer import BOX_NODES, LaserViewerControls, box_edges
 from tests.export.oracle import oracle_pipeline
 
@@ -42,7 +42,7 @@ def test_show_and_clear_boxes_in_a_real_viser_scene(tiny_scene):
         controls.install(server)
         assert "3D boxes need the running viewer" in controls.apply_show_boxes()
         controls.viewer_control.viewer = SimpleNamespace(pipeline=pipeline, viser_server=server)
-        model.set_queries(["red apple", "purple elephant"])
+        model.predictor.set_queries(["red apple", "purple elephant"])
         message = controls.apply_show_boxes()
         assert "red apple (" in message and "Not found: purple elephant" in message, message
         assert len(controls._box_handles) == BOX_NODES
@@ -51,7 +51,7 @@ def test_show_and_clear_boxes_in_a_real_viser_scene(tiny_scene):
         original = model.frames.to_original(best[None])[0]
         assert np.all(original >= np.asarray(low) - 1e-3) and np.all(original <= np.asarray(high) + 1e-3)
         assert "1 removed" in controls.apply_clear_boxes() and controls._box_handles == []
-        model.set_queries([])
+        model.predictor.set_queries([])
         assert "type one or more queries first" in controls.apply_show_boxes()
     finally:
         server.stop()

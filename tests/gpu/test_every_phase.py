@@ -38,7 +38,7 @@ def run(args: list[str]) -> subprocess.CompletedProcess:
 @pytest.fixture(scope="module")
 def gpu_scene(tmp_path_factory) -> Path:
     """A 320x240 scene: at the teacher's full resolution, 20x15 tiles per view."""
-    from laser_ns.data.synthetic import make_scene
+    from laser_ns.scenes import make_scene
 
     root = tmp_path_factory.mktemp("gpu_scene") / "scene"
     make_scene(root, "tabletop", seed=0, num_views=12, width=320, height=240, annotated_views=[0, 6])

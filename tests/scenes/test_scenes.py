@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from laser_ns.data.synthetic import (
+from laser_ns.scenes import (
     MARKER_FILE,
     PRESETS,
     UNLABELLED,

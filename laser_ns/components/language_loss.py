@@ -1,0 +1,59 @@
+"""The language loss terms of one training step (METHOD.md section 6): which losses apply, on which features."""
+
+from __future__ import annotations
+
+from jaxtyping import Float
+from torch import Tensor
+
+from laser_ns.components import losses
+from laser_ns.components.adapter import Adapter
+from laser_ns.components.relevancy import label_volume_scores
+
+
+def language_loss_dict(
+    config,
+    rendered: Float[Tensor, "N D"],
+    teacher: Float[Tensor, "N D"],
+    label_distribution: Float[Tensor, "N D"] | None,
+    adapter: Adapter | None,
+    class_text: Float[Tensor, "C D"],
+    class_text_aug: Float[Tensor, "C D"],
+    self_cross: bool,
+) -> dict[str, Tensor]:
+    """Weighted ``*_loss`` terms from the rendered features F, the teacher features G and the label distributions.
+
+    ``config`` is the model's (``LaserModelConfig``): loss weights and ablation switches. ``self_cross`` says whether
+    the schedule has reached self-cross training (``use_self_cross`` still decides whether it is used).
+    """
+    cfg = config
+    self_cross = cfg.use_self_cross and self_cross
+    has_classes = class_text.shape[0] > 0
+    result: dict[str, Tensor] = {}
+
+    # Adapter on teacher (and rendered, once self-cross training has started) features.
+    if adapter is not None:
+        teacher_orig, teacher_adapted = adapter(teacher)
+        if self_cross:
+            rendered_orig, rendered_adapted = adapter(rendered)
+            student = rendered_adapted
+            self_loss = losses.self_cross_training_loss(teacher_adapted, teacher_orig, rendered_adapted, rendered_orig)
+        else:
+            student = rendered
+            self_loss = losses.self_training_loss(teacher_adapted, teacher_orig)
+        result["self_loss"] = cfg.self_loss_mult * self_loss
+        if cfg.use_text_augmentation and has_classes:
+            result["text_aug_loss"] = cfg.text_aug_loss_mult * losses.text_augmentation_loss(
+                teacher_adapted, teacher_orig, class_text, class_text_aug
+            )
+    else:
+        teacher_adapted, student = teacher, rendered
+    result["feature_loss"] = cfg.feature_loss_mult * losses.distillation_loss(student, teacher_adapted)
+
+    # Label volume: classification over the scene's classes, toward the feature distributions.
+    if label_distribution is not None and has_classes:
+        scores = label_volume_scores(label_distribution, class_text)  # [N, C]
+        targets = [student, teacher_adapted, (student + teacher_adapted) / 2]
+        result["classification_loss"] = cfg.classification_loss_mult * losses.label_volume_classification_loss(
+            scores, targets, class_text, tau=cfg.tau
+        )
+    return result

@@ -1,0 +1,59 @@
+"""Volume rendering of the language fields with detached geometry (METHOD.md sections 4 and 5)."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from jaxtyping import Float, Int
+from nerfstudio.cameras.rays import RaySamples
+from torch import Tensor
+
+from laser_ns.components.transient_attention import TransientQueryAttention
+from laser_ns.fields.language_field import LabelVolume, LanguageField
+
+
+def render_language(
+    ray_samples: RaySamples,
+    weights: Float[Tensor, "R S 1"],
+    language_field: LanguageField,
+    transient_attention: TransientQueryAttention | None,
+    label_volume: LabelVolume | None,
+    weight_threshold: float,
+) -> tuple[Float[Tensor, "R D"], Float[Tensor, "R D"] | None]:
+    """Renders the feature field F (and the label volume's channel distribution) of R rays.
+
+    Positions and weights are detached: language losses never reach density. Samples with a weight at or below
+    ``weight_threshold`` are skipped.
+    """
+    weights = weights.detach()
+    positions = ray_samples.frustums.get_positions().detach()  # [R, S, 3]
+    keep = weights[..., 0] > weight_threshold  # [R, S]
+    num_rays = keep.shape[0]
+
+    # Per-sample features, only where the sample is visible; the attention mixes all kept samples. The field's
+    # 512-channel head, the attention's projections and its out_proj are linear, and so is volume rendering:
+    # so the per-sample work stays in the field's hidden width (or the attention's E) and the 512-channel map
+    # is applied once per ray. Exactly the method's Σ_s w_s attention(head(h_s)), reassociated.
+    ray_index = keep.nonzero()[:, 0]  # [K] ray of each kept sample, in row-major order
+    kept_weights = weights[keep]  # [K, 1]
+    hidden = language_field.hidden_features(positions[keep])  # [K, H]
+    head = language_field.head
+    if transient_attention is not None:
+        mixed = transient_attention.mix(*transient_attention.project_through(hidden, head))  # [K, E]
+        features = transient_attention.out_proj(accumulate(kept_weights * mixed, ray_index, num_rays))  # [R, D]
+    else:
+        rendered_hidden = accumulate(kept_weights * hidden, ray_index, num_rays)  # [R, H]
+        accumulation = accumulate(kept_weights, ray_index, num_rays)  # [R, 1]
+        features = F.linear(rendered_hidden, head.weight) + accumulation * head.bias  # [R, D]
+
+    # Label volume: per-sample channel logits, rendered, then a softmax over the channels per ray.
+    label_dist = None
+    if label_volume is not None:
+        labels = accumulate(kept_weights * label_volume(positions[keep]), ray_index, num_rays)  # [R, D]
+        label_dist = torch.softmax(labels, dim=-1)  # [R, D]
+    return features, label_dist
+
+
+def accumulate(values: Float[Tensor, "K D"], ray_index: Int[Tensor, " K"], num_rays: int) -> Float[Tensor, "R D"]:
+    """Sums weighted per-sample values into their rays (differentiable; no dense [R, S, D] tensor)."""
+    return values.new_zeros(num_rays, values.shape[-1]).index_add(0, ray_index, values)

@@ -1,0 +1,86 @@
+"""The language predictor: one object for queries, negatives and a stable, saved PCA basis."""
+
+from __future__ import annotations
+
+import torch
+
+from laser_ns.components.adapter import AdapterConfig
+from laser_ns.predictor import CANONICAL_NEGATIVES, LanguagePredictorConfig, parse_queries
+from tests.conftest import tiny_pipeline_config
+
+
+def _frame(pipeline, index: int) -> dict[str, torch.Tensor]:
+    camera = pipeline.datamanager.train_dataset.cameras[index : index + 1]
+    camera.rescale_output_resolution(0.25)
+    with torch.no_grad():
+        return pipeline.model.get_outputs_for_camera(camera)
+
+
+def test_pca_basis_comes_from_the_fixed_training_sample_not_the_first_frame(tiny_scene):
+    first = tiny_pipeline_config(tiny_scene).setup(device="cpu", test_mode="val")
+    second = tiny_pipeline_config(tiny_scene).setup(device="cpu", test_mode="val")
+    second.model.load_state_dict(first.model.state_dict())
+    first.model.eval(), second.model.eval()
+    _frame(first, 0)  # first frames differ: view 0 here, view 5 there
+    _frame(second, 5)
+    assert bool(first.model.predictor.pca_fitted) and bool(second.model.predictor.pca_fitted)
+    torch.testing.assert_close(_frame(first, 3)["clip_pca"], _frame(second, 3)["clip_pca"])
+
+
+def test_pca_basis_is_saved_and_fitting_draws_nothing_from_the_global_rng(tiny_scene):
+    pipeline = tiny_pipeline_config(tiny_scene).setup(device="cpu", test_mode="val")
+    state = torch.random.get_rng_state()
+    pipeline.fit_feature_pca()
+    assert torch.equal(state, torch.random.get_rng_state())
+    saved = pipeline.model.state_dict()
+    assert bool(saved["predictor.pca_fitted"]) and saved["predictor.pca_basis"].abs().sum() > 0
+    restored = tiny_pipeline_config(tiny_scene).setup(device="cpu", test_mode="inference")
+    restored.model.load_state_dict(saved)
+    torch.testing.assert_close(restored.model.predictor.pca_basis, pipeline.model.predictor.pca_basis)
+
+
+def test_checkpoints_from_before_the_predictor_still_score_their_classes(tiny_scene):
+    pipeline = tiny_pipeline_config(tiny_scene).setup(device="cpu", test_mode="val")
+    old = {
+        k.replace("predictor.", "", 1) if k.startswith("predictor.class_text") else k: v
+        for k, v in pipeline.model.state_dict().items()
+    }
+    assert "class_text" in old
+    fresh = tiny_pipeline_config(tiny_scene).setup(device="cpu", test_mode="val")
+    fresh.model.predictor.class_text.zero_()
+    fresh.model.load_state_dict(old, strict=False)
+    torch.testing.assert_close(fresh.model.predictor.class_text, pipeline.model.predictor.class_text)
+
+
+def test_one_definition_of_queries_and_negatives():
+    import laser_ns.scripts.export as export_script
+    import laser_ns.viewer as viewer
+
+    assert viewer.parse_queries is parse_queries and viewer.CANONICAL_NEGATIVES is CANONICAL_NEGATIVES
+    assert export_script.split_texts("red mug; chair;; red mug") == ["red mug", "chair"]
+    assert LanguagePredictorConfig().negatives == CANONICAL_NEGATIVES
+
+
+def test_the_feature_size_is_never_a_config_field():
+    assert "dim" not in AdapterConfig.__dataclass_fields__
+    from laser_ns.components.transient_attention import TransientQueryAttentionConfig
+
+    assert "in_dim" not in TransientQueryAttentionConfig.__dataclass_fields__
+
+
+def test_a_config_saved_before_the_split_still_loads():
+    """config.yml of older runs: yaml restores the dataclass through __setstate__ with the old field names."""
+    import yaml
+
+    from laser_ns.model import LaserModelConfig
+
+    text = yaml.dump(LaserModelConfig())
+    old = yaml.load(text, Loader=yaml.Loader).__dict__
+    for moved in ("schedule", "predictor", "transient_attention"):
+        del old[moved]
+    old.update(queries=("red apple",), transient_embed_dim=64, language_start_fraction=0.25, max_num_iterations=7)
+    config = LaserModelConfig.__new__(LaserModelConfig)
+    config.__setstate__(old)
+    assert config.predictor.queries == ("red apple",) and config.transient_attention.embed_dim == 64
+    assert config.schedule.language_start_fraction == 0.25 and not hasattr(config, "max_num_iterations")
+    assert yaml.load(yaml.dump(config), Loader=yaml.Loader) == config
