@@ -49,7 +49,7 @@ def resolve_config(path: Path) -> Path:
 
 
 def read_config(path: Path):
-    """The TrainerConfig saved in ``path``, checked to be a laser run with a checkpoint."""
+    """The TrainerConfig saved in ``path``, checked to be a laser run (its checkpoints are checked when loading)."""
     import yaml
     from nerfstudio.engine.trainer import TrainerConfig
 
@@ -64,13 +64,6 @@ def read_config(path: Path):
             f"{path} is a '{config.method_name}' run; these tools read laser runs ({', '.join(LASER_METHODS)}). "
             "Use nerfstudio's ns-export for other methods."
         )
-    checkpoints = sorted(config.get_checkpoint_dir().glob("step-*.ckpt"))
-    if not checkpoints:
-        raise ExportError(
-            f"{path} names the checkpoint folder {config.get_checkpoint_dir()}, which holds no step-*.ckpt. "
-            "Train until a checkpoint is saved, or run from the folder the training ran in (the config's output "
-            "paths are relative to it)."
-        )
     return config
 
 
@@ -79,11 +72,18 @@ def load_run(config_path: Path) -> LaserRun:
     from nerfstudio.utils.eval_utils import eval_setup
 
     from laser_ns.compat import allow_numpy_scalars_in_checkpoints
+    from laser_ns.eval.evaluate import RunError, prepare_run
 
     path = resolve_config(config_path)
     read_config(path)
     allow_numpy_scalars_in_checkpoints()
-    _, pipeline, checkpoint, step = eval_setup(path, test_mode="inference")
+    try:
+        # as laser-eval: checkpoints and scene found from any folder, the latest checkpoint checked before loading
+        _, pipeline, checkpoint, step = eval_setup(
+            path, test_mode="inference", update_config_callback=lambda config: prepare_run(config, path)
+        )
+    except RunError as err:
+        raise ExportError(str(err)) from None
     return LaserRun(path, pipeline, checkpoint, step, run_frames(path, pipeline))
 
 
