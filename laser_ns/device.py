@@ -72,8 +72,10 @@ def check_training_device(config: Any, command: str = "ns-train") -> None:
             "--machine.device-type mps is set, but torch finds no Apple MPS device here. " + move_to_cpu
         )
     implementation = getattr(getattr(getattr(config, "pipeline", None), "model", None), "implementation", None)
-    if implementation == "tcnn" and device_type != "cuda":
-        raise DeviceUnavailableError(
-            f"--pipeline.model.implementation tcnn needs CUDA, but this run uses --machine.device-type {device_type}. "
-            "Pass --pipeline.model.implementation torch (or auto)."
-        )
+    if implementation == "tcnn":
+        from laser_ns.fields.backend import check_tcnn_device
+
+        try:
+            check_tcnn_device(device_type)
+        except RuntimeError as error:
+            raise DeviceUnavailableError(str(error)) from None

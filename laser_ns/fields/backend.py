@@ -13,6 +13,17 @@ Implementation = Literal["auto", "tcnn", "torch"]
 _announced = False
 
 
+def check_tcnn_device(device: torch.device | str) -> None:
+    """tiny-cuda-nn runs only on CUDA: a RuntimeError with the fix when ``implementation='tcnn'`` meets another
+    device. Shared by the check before a run starts (laser_ns/device.py) and the model's construction."""
+    device_type = torch.device(device).type
+    if device_type != "cuda":
+        raise RuntimeError(
+            f"--pipeline.model.implementation tcnn needs CUDA, but this run uses device '{device_type}' (tiny-cuda-nn "
+            "needs a CUDA device). Pass --pipeline.model.implementation torch (or auto), or --machine.device-type cuda."
+        )
+
+
 def resolve_implementation(
     requested: Implementation, device: torch.device | str | None = None
 ) -> Literal["tcnn", "torch"]:
@@ -27,11 +38,8 @@ def resolve_implementation(
     if requested == "torch":
         return "torch"
     if requested == "tcnn":
-        if not on_cuda:
-            raise RuntimeError(
-                f"implementation='tcnn' was requested but the model runs on '{device}'; tiny-cuda-nn needs a CUDA "
-                "device. Use --pipeline.model.implementation torch (or auto), or --machine.device-type cuda."
-            )
+        if device is not None:
+            check_tcnn_device(device)
         if not has_tcnn:
             raise RuntimeError(
                 "implementation='tcnn' was requested but tiny-cuda-nn is not usable here (it needs CUDA and the "
