@@ -94,20 +94,19 @@ class PhaseDecay:
         self.lr_final_fraction = float(config.lr_final_fraction)
         self.joint_ratio = float(config.lr_after_joint_start) / float(lr_init)
         self.joint_lr_final_fraction = float(config.joint_lr_final_fraction)
-        self.language_start = self.joint_start = self.total_steps = -1
+        self.language_start = self.joint_start = self.language_steps = self.total_steps = -1
 
     def bind(self, phases: Phases) -> None:
         self.language_start, self.joint_start = phases.language_start, phases.joint_start
-        self.total_steps = phases.total_steps
+        self.language_steps, self.total_steps = phases.language_steps, phases.total_steps
 
     def __call__(self, step: int) -> float:
         if self.total_steps < 0:
             return 1.0
-        language_steps = max(self.total_steps - self.language_start, 1)
         if self.phase == "language":
-            return _decay(self.lr_final_fraction, step - self.language_start, language_steps)
+            return _decay(self.lr_final_fraction, step - self.language_start, self.language_steps)
         if self.phase == "colour" and step >= self.joint_start:
-            return self.joint_ratio * _decay(self.joint_lr_final_fraction, step - self.joint_start, language_steps)
+            return self.joint_ratio * _decay(self.joint_lr_final_fraction, step - self.joint_start, self.language_steps)
         # geometry, and colour during the geometry phase (it is frozen between the language and joint starts)
         return _decay(self.lr_final_fraction, step, max(self.language_start, 1))
 
