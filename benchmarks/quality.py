@@ -36,7 +36,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -139,16 +139,25 @@ class QualityBenchmark:
     """Training steps per run (the first half trains geometry only)."""
     seed: int = 0
     """Scene, teacher-noise and training seed."""
-    num_views: int = 24
+    num_views: int = 30
     """Views per generated scene; four of them, spread over the sequence, are annotated."""
-    width: int = 128
+    width: int = 160
     """Image width of the generated scenes."""
-    height: int = 96
+    height: int = 120
     """Image height of the generated scenes."""
+    teacher: Literal["clip-like", "label-map"] = "clip-like"
+    """'clip-like': the simulated dense CLIP (laser_ns/teachers/clip_like.py, calibrated defaults); 'label-map': the
+    label-map teacher with hashed text, degraded by --label-noise and --boundary-mixing (the old benchmark)."""
+    tile_size: int = 4
+    """Teacher tile in pixels: 4 at 160x120 is a 40x30 grid, dense CLIP's ratio on a 5x-downsampled capture; 16 at
+    128x96 is the coarse stress case."""
+    language_patch_size: int = 32
+    """Side of the language patches in pixels (32 = 8x8 tiles of 4 pixels, the rays per step of laser-lite's
+    128-pixel patches of 16-pixel tiles)."""
     label_noise: float = 0.1
-    """Teacher degradation: fraction of tiles given a random class, independently per view."""
+    """'label-map' teacher only: fraction of tiles given a random class, independently per view."""
     boundary_mixing: float = 0.3
-    """Teacher degradation: blend of each tile feature with its 3x3 neighbourhood mean."""
+    """'label-map' teacher only: blend of each tile feature with its 3x3 neighbourhood mean."""
     boundary_width_px: int = 3
     """Boundary mIoU counts pixels within this many pixels (Chebyshev) of a ground-truth class edge."""
     depth_tolerance: float = 0.03
@@ -205,7 +214,8 @@ class QualityBenchmark:
 
     def _check_same_settings(self, report: dict[str, Any]) -> None:
         """Merged runs must be comparable: every setting that changes a score has to match."""
-        keys = ("steps", "seed", "num_views", "width", "height", "label_noise", "boundary_mixing")
+        keys = ("steps", "seed", "num_views", "width", "height", "teacher", "tile_size", "language_patch_size")
+        keys += ("label_noise", "boundary_mixing")
         keys += ("boundary_width_px", "depth_tolerance", "threads")
         mine = {k: str(getattr(self, k)) for k in keys}
         for run in report["runs"]:
@@ -262,12 +272,19 @@ class QualityBenchmark:
         config.steps_per_eval_image = config.steps_per_eval_all_images = config.steps_per_eval_batch = 10**9
         config.steps_per_save = 10**9
         config.pipeline.datamanager.data = scene
-        config.pipeline.teacher_type = "labels"
-        teacher = config.pipeline.label_teacher
-        teacher.text_encoder = "hashed"
-        teacher.label_noise = self.label_noise
-        teacher.boundary_mixing = self.boundary_mixing
-        teacher.seed = self.seed
+        config.pipeline.datamanager.language_patch_size = self.language_patch_size
+        if self.teacher == "clip-like":
+            config.pipeline.teacher_type = "clip-like"
+            config.pipeline.clip_like_teacher.tile_size = self.tile_size
+            config.pipeline.clip_like_teacher.seed = self.seed
+        else:
+            config.pipeline.teacher_type = "labels"
+            teacher = config.pipeline.label_teacher
+            teacher.text_encoder = "hashed"
+            teacher.tile_size = self.tile_size
+            teacher.label_noise = self.label_noise
+            teacher.boundary_mixing = self.boundary_mixing
+            teacher.seed = self.seed
         for key, value in switches.items():
             if key.startswith("datamanager."):
                 setattr(config.pipeline.datamanager, key.removeprefix("datamanager."), value)

@@ -21,6 +21,8 @@ from laser_ns.compat import allow_numpy_scalars_in_checkpoints
 from laser_ns.data.datamanager import LaserDataManagerConfig
 from laser_ns.geometry_checkpoint import check_same_scene, find_checkpoint, load_geometry
 from laser_ns.model import LaserModel, LaserModelConfig
+from laser_ns.teachers.base import DenseTeacherConfig
+from laser_ns.teachers.clip_like import ClipLikeTeacherConfig
 from laser_ns.teachers.dense_clip import DenseClipConfig
 from laser_ns.teachers.label_map import LabelMapTeacherConfig
 
@@ -34,12 +36,21 @@ class LaserPipelineConfig(VanillaPipelineConfig):
     """Rays and teacher patches."""
     model: LaserModelConfig = field(default_factory=LaserModelConfig)
     """The Laser model."""
-    teacher_type: Literal["clip", "labels"] = "clip"
-    """Teacher: dense CLIP features ('clip') or the scene's per-view label maps ('labels', METHOD.md section 11)."""
+    teacher_type: Literal["clip", "labels", "clip-like"] = "clip"
+    """Teacher: dense CLIP features ('clip'), the scene's per-view label maps as clean features ('labels', METHOD.md
+    section 11), or a simulation of dense CLIP from the label maps ('clip-like': offline demo and benchmarks)."""
     teacher: DenseClipConfig = field(default_factory=DenseClipConfig)
     """Dense CLIP teacher (also the text encoder for queries)."""
     label_teacher: LabelMapTeacherConfig = field(default_factory=LabelMapTeacherConfig)
     """Label-map teacher, used when teacher_type is 'labels'."""
+    clip_like_teacher: ClipLikeTeacherConfig = field(default_factory=ClipLikeTeacherConfig)
+    """Simulated dense CLIP (laser_ns/teachers/clip_like.py), used when teacher_type is 'clip-like'."""
+
+    def selected_teacher(self) -> DenseTeacherConfig:
+        """The config of the teacher that ``teacher_type`` names."""
+        return {"clip": self.teacher, "labels": self.label_teacher, "clip-like": self.clip_like_teacher}[
+            self.teacher_type
+        ]
 
 
 def refuse_several_devices(world_size: int) -> None:
@@ -56,16 +67,21 @@ def refuse_several_devices(world_size: int) -> None:
 
 def warn_ignored_teacher_settings(config: LaserPipelineConfig) -> None:
     """Says when options of the teacher that is not selected were changed: they have no effect."""
-    if config.teacher_type == "labels" and config.teacher != DenseClipConfig():
+    if config.teacher_type != "clip" and config.teacher != DenseClipConfig():
         CONSOLE.print(
-            "[bold yellow][laser_ns] --pipeline.teacher.* options are ignored with --pipeline.teacher-type labels "
-            "(the label-map teacher has no image encoder; its text encoder is --pipeline.label-teacher.clip.*)."
+            f"[bold yellow][laser_ns] --pipeline.teacher.* options are ignored with --pipeline.teacher-type "
+            f"{config.teacher_type} (only the dense CLIP teacher reads them; the label-map teacher's CLIP text encoder "
+            "is --pipeline.label-teacher.clip.*)."
         )
-    if config.teacher_type == "clip" and config.label_teacher != LabelMapTeacherConfig():
-        CONSOLE.print(
-            "[bold yellow][laser_ns] --pipeline.label-teacher.* options are ignored with --pipeline.teacher-type "
-            "clip; add --pipeline.teacher-type labels to use them."
-        )
+    for option, name, default in (
+        ("label-teacher", "labels", LabelMapTeacherConfig()),
+        ("clip-like-teacher", "clip-like", ClipLikeTeacherConfig()),
+    ):
+        if config.teacher_type != name and getattr(config, option.replace("-", "_")) != default:
+            CONSOLE.print(
+                f"[bold yellow][laser_ns] --pipeline.{option}.* options are ignored with --pipeline.teacher-type "
+                f"{config.teacher_type}; add --pipeline.teacher-type {name} to use them."
+            )
 
 
 class LaserPipeline(VanillaPipeline):
@@ -88,7 +104,7 @@ class LaserPipeline(VanillaPipeline):
         warn_ignored_teacher_settings(config)
         self.config = config
         self.test_mode = test_mode
-        teacher = (config.label_teacher if config.teacher_type == "labels" else config.teacher).setup()
+        teacher = config.selected_teacher().setup()
         teacher = teacher.to(device)
         self.__dict__["teacher"] = teacher  # not a submodule: nothing of it is saved
 

@@ -68,7 +68,8 @@ class LaserDataManagerConfig(VanillaDataManagerConfig):
     """Scale of the images the teacher sees relative to the capture (the image files, full size); the reference uses 0.2
     (patches cut from 5x-downsampled images). RGB trains at camera_res_scale_factor."""
     language_patch_size: int = 256
-    """Side of the square crops in pixels of the teacher's image (a multiple of its 16-pixel tile); one ray per tile."""
+    """Side of the square crops in pixels of the teacher's image (a multiple of its tile: 16 pixels for CLIP ViT-B/16);
+    one ray per tile."""
     language_patches_per_step: int = 8
     """Crops per training step (reference: 8; 16 for the table scene)."""
     language_ray_jitter: bool = True
@@ -170,7 +171,8 @@ class LaserDataManager(VanillaDataManager[LaserDataset]):
 
     def _warn_if_grid_smaller_than_a_patch(self, sizes: list[tuple[int, int]], features: list[Tensor]) -> None:
         """One warning when some image's tile grid is smaller than a language patch: patches then shrink to it."""
-        tile_px = self.config.language_patch_size // 16
+        tile = self.teacher.tile_size
+        tile_px = max(1, self.config.language_patch_size // tile)
         small = [i for i, f in enumerate(features) if f.shape[0] < tile_px or f.shape[1] < tile_px]
         if not small:
             return
@@ -180,15 +182,15 @@ class LaserDataManager(VanillaDataManager[LaserDataset]):
         capture = self.train_dataparser_outputs.image_filenames[i]
         capture_w, capture_h = image_size(capture)
         scale = self.config.teacher_image_scale
-        # tile_grid_size rounds each side to the nearest multiple of 16 pixels, so a side needs 16 * tiles - 8 pixels
-        needed_scale = math.ceil(100 * (16 * tile_px - 8) / min(capture_w, capture_h)) / 100
+        # tile_grid_size rounds each side to the nearest multiple of the tile, so a side needs (tiles - 1/2) tiles
+        needed_scale = math.ceil(100 * (tile * tile_px - tile / 2) / min(capture_w, capture_h)) / 100
         CONSOLE.print(
             f"[bold yellow]WARNING: the teacher sees {width}x{height} images (teacher_image_scale {scale} x the "
             f"{capture_w}x{capture_h} capture, e.g. {capture}), a {grid_w}x{grid_h}-tile grid, smaller than one "
             f"{self.config.language_patch_size}-pixel language patch ({tile_px}x{tile_px} tiles), as for {len(small)} "
             f"of the {len(features)} images. Their patches are cut down to the whole image. Raise "
             f"--pipeline.datamanager.teacher-image-scale (to {needed_scale} or more) or lower "
-            f"--pipeline.datamanager.language-patch-size (to {16 * min(grid_h, grid_w)} or less)."
+            f"--pipeline.datamanager.language-patch-size (to {tile * min(grid_h, grid_w)} or less)."
         )
 
     # ------------------------------------------------------------------ batches
@@ -219,7 +221,7 @@ class LaserDataManager(VanillaDataManager[LaserDataset]):
         Everything is made on the device of the cached features, so the validity mask below indexes tensors of its
         own device (on a GPU, a CUDA mask cannot index CPU tensors).
         """
-        tile_px = self.config.language_patch_size // 16
+        tile_px = max(1, self.config.language_patch_size // self.teacher.tile_size)
         dataset = self.train_dataset
         device = self.tile_features[0].device
         image_ids = torch.randint(len(self.tile_features), (self.config.language_patches_per_step,))
@@ -236,7 +238,7 @@ class LaserDataManager(VanillaDataManager[LaserDataset]):
             height = float(dataset.cameras.height[image_id])
             width = float(dataset.cameras.width[image_id])
             # tile centres (or random points in the tiles), in pixels of the dataset image the teacher saw (it may
-            # have been resized to a multiple of 16 first)
+            # have been resized to a whole number of tiles first)
             if self.config.language_ray_jitter:
                 offset = torch.rand(2, ph * pw, device=device)
             else:

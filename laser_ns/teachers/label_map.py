@@ -65,6 +65,8 @@ class LabelMapTeacherConfig(DenseTeacherConfig):
     """Std of Gaussian noise added to each tile feature (unit-norm scale) before normalisation."""
     seed: int = 0
     """Seed of the label and feature noise; mixed with a hash of each label map."""
+    tile_size: int = 16
+    """Pixels per tile of the teacher's image (16 = ViT-B/16's patch)."""
 
 
 class LabelMapTeacher(DenseTeacher):
@@ -75,6 +77,22 @@ class LabelMapTeacher(DenseTeacher):
 
     def __init__(self, config: LabelMapTeacherConfig, class_names: Sequence[str] | None = None, **kwargs: Any) -> None:
         super().__init__()
+        self._check_config(config)
+        self.config = config
+        self.tile_size = config.tile_size
+        # Registered so that .to() reaches it; DenseClip keeps its weights out of state_dict itself.
+        self.clip_teacher: DenseClip | None = (
+            config.clip.setup() if getattr(config, "text_encoder", None) == "clip" else None
+        )
+        self._class_names: list[str] | None = None
+        self._class_embeddings: Tensor | None = None
+        self._warned_prompts: set[str] = set()
+        if class_names is not None:
+            self.set_class_names(class_names)
+
+    @staticmethod
+    def _check_config(config: LabelMapTeacherConfig) -> None:
+        """Refuse values outside their range, naming the option."""
         for name in ("boundary_mixing", "label_noise"):
             value = getattr(config, name)
             if not 0.0 <= value <= 1.0:
@@ -83,14 +101,8 @@ class LabelMapTeacher(DenseTeacher):
             raise ValueError(f"LabelMapTeacher feature_noise is a standard deviation, got {config.feature_noise} < 0.")
         if config.text_encoder not in ("clip", "hashed"):
             raise ValueError(f"Unknown text_encoder {config.text_encoder!r}; choose 'clip' or 'hashed'.")
-        self.config = config
-        # Registered so that .to() reaches it; DenseClip keeps its weights out of state_dict itself.
-        self.clip_teacher: DenseClip | None = config.clip.setup() if config.text_encoder == "clip" else None
-        self._class_names: list[str] | None = None
-        self._class_embeddings: Tensor | None = None
-        self._warned_prompts: set[str] = set()
-        if class_names is not None:
-            self.set_class_names(class_names)
+        if config.tile_size < 1:
+            raise ValueError(f"LabelMapTeacher tile_size is in pixels and must be >= 1, got {config.tile_size}.")
 
     @property
     def feature_dim(self) -> int:  # type: ignore[override]
