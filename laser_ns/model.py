@@ -320,11 +320,11 @@ class LaserModel(NerfactoModel):
             "depth": colormaps.apply_depth_colormap(outputs["depth"], accumulation=outputs["accumulation"]),
         }
         if "segmentation_masks" in batch and "segmentation_class" in outputs:
-            from laser_ns.eval.metrics import segmentation_metrics
+            from laser_ns.eval.metrics import DEFAULT_PROTOCOL, view_metrics
 
-            masks = batch["segmentation_masks"].to(self.device)  # [H, W, C] bool
+            mask_values = batch["segmentation_masks"].to(self.device)  # [H, W, C] uint8
             pred_classes = outputs["segmentation_class"][..., 0].long()
-            seg = segmentation_metrics(pred_classes, masks.permute(2, 0, 1))
+            seg = view_metrics(pred_classes, mask_values.permute(2, 0, 1), DEFAULT_PROTOCOL)  # laser-eval's default
             metrics["miou"] = float(seg["miou"])
             metrics["accuracy"] = float(seg["accuracy"])
             images["segmentation"] = torch.cat([predicted_rgb, outputs["segmentation"]], dim=1)

@@ -71,19 +71,29 @@ def test_the_checkpoint_carries_the_pca_basis_fitted_before_it_was_saved(trained
     assert state["_model.predictor.pca_basis"].abs().sum() > 0
 
 
-def test_ns_eval_reports_segmentation_metrics(trained, tmp_path):
-    out = tmp_path / "eval.json"
-    run([str(BIN / "ns-eval"), "--load-config", str(trained), "--output-path", str(out)], cwd=tmp_path)
-    results = json.loads(out.read_text())["results"]
-    assert 0.0 <= results["miou"] <= 1.0 and 0.0 <= results["accuracy"] <= 1.0
-    assert "psnr" in results
+@pytest.fixture(scope="module")
+def ns_eval_results(trained, tmp_path_factory) -> dict:
+    """ns-eval's averaged metrics of the trained run (run once for the tests below)."""
+    folder = tmp_path_factory.mktemp("ns_eval")
+    out = folder / "eval.json"
+    run([str(BIN / "ns-eval"), "--load-config", str(trained), "--output-path", str(out)], cwd=folder)
+    return json.loads(out.read_text())["results"]
 
 
-def test_laser_eval_matches_ns_eval_protocol(trained, tmp_path):
+def test_ns_eval_reports_segmentation_metrics(ns_eval_results):
+    assert 0.0 <= ns_eval_results["miou"] <= 1.0 and 0.0 <= ns_eval_results["accuracy"] <= 1.0
+    assert "psnr" in ns_eval_results
+
+
+def test_laser_eval_matches_ns_eval_protocol(trained, ns_eval_results, tmp_path):
     run([str(BIN / "laser-eval"), "--load-config", str(trained), "--output-dir", str(tmp_path)], cwd=tmp_path)
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert [v["image_index"] for v in metrics["views"]] == [0, 5]
     assert len(list(tmp_path.glob("view_*.png"))) == 2
+    # Same views, same (full) resolution, same default protocol: ns-eval's per-image means are laser-eval's numbers.
+    assert metrics["protocol"] == "3dovs" and metrics["downscale"] == 1.0
+    assert metrics["miou"] == pytest.approx(ns_eval_results["miou"], abs=1e-6)
+    assert metrics["accuracy"] == pytest.approx(ns_eval_results["accuracy"], abs=1e-6)
 
 
 def test_ns_render_writes_query_videos(trained, tmp_path):

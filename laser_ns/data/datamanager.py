@@ -21,11 +21,11 @@ from nerfstudio.utils.rich_utils import CONSOLE
 from torch import Tensor
 
 from laser_ns.data.dataparser import LaserDataParserConfig
-from laser_ns.data.semantics import UNLABELLED, image_size, read_label_map, read_masks
+from laser_ns.data.semantics import UNLABELLED, image_size, read_label_map, read_mask_values
 
 
 class LaserDataset(InputDataset):
-    """An InputDataset that, when asked to, adds the ground-truth class masks of annotated views."""
+    """An InputDataset that, when asked to, adds the class masks (their 8-bit values) of annotated views."""
 
     with_segmentation_masks: bool = False
 
@@ -36,11 +36,10 @@ class LaserDataset(InputDataset):
         original_index = self.metadata["image_indices"][data["image_idx"]]
         if semantics is None or original_index not in semantics.annotated_masks:
             return {}
-        masks = torch.from_numpy(read_masks(semantics.annotated_masks[original_index], semantics.class_names))
+        # The masks' 8-bit values at the dataset's (possibly downscaled) size; the evaluation protocol thresholds them.
         height, width = data["image"].shape[:2]
-        if masks.shape[1:] != (height, width):  # the dataset may be downscaled
-            masks = F.interpolate(masks[None].float(), size=(height, width), mode="nearest")[0] > 0.5
-        return {"segmentation_masks": masks.permute(1, 2, 0)}  # [H, W, C]
+        values = read_mask_values(semantics.annotated_masks[original_index], semantics.class_names, (width, height))
+        return {"segmentation_masks": torch.from_numpy(values).permute(1, 2, 0)}  # [H, W, C] uint8
 
     def label_map(self, index: int, size: tuple[int, int] | None = None) -> Tensor | None:
         """The training label map of image ``index`` as class indices (-1 unlabelled), at ``size`` (height, width;

@@ -178,6 +178,21 @@ def read_label_map(path: Path, label_names: Sequence[str], class_names: Sequence
     return out
 
 
-def read_masks(masks: dict[str, Path], class_names: Sequence[str]) -> np.ndarray:
-    """The class masks of one annotated view as a bool array [C, H, W] in ``class_names`` order."""
-    return np.stack([np.asarray(Image.open(masks[name]).convert("L")) > 127 for name in class_names])
+def read_mask_values(
+    masks: dict[str, Path], class_names: Sequence[str], size: tuple[int, int] | None = None
+) -> np.ndarray:
+    """The 8-bit values of one annotated view's class masks, uint8 [C, H, W] in ``class_names`` order.
+
+    Read exactly as 3D-OVS's ``dataLoader/llff.py`` reads them: converted to grayscale (PIL "L") and, when ``size``
+    (width, height) differs from the file's, resized with PIL NEAREST (the source pixel under each output pixel's
+    centre), before any threshold. Which values count as "in the class" is the evaluation protocol's rule
+    (:func:`laser_ns.eval.metrics.masks_from_values`), so it is applied after the resize, as there.
+    """
+    planes = []
+    for name in class_names:
+        with Image.open(masks[name]) as image:
+            gray = image.convert("L")
+        if size is not None and gray.size != tuple(size):
+            gray = gray.resize(tuple(size), Image.NEAREST)
+        planes.append(np.asarray(gray))
+    return np.stack(planes)

@@ -1,6 +1,18 @@
-"""Segmentation metrics of the 3D-OVS protocol (METHOD.md section 9): per-view IoU, mIoU and pixel accuracy.
+"""Segmentation metrics of one view, under two protocols; both average the views' numbers with `aggregate`.
 
-Conventions (chosen here; the protocol only says "per-class IoU, mean over classes, pixel accuracy"):
+``"3dovs"`` (the default of ``laser-eval`` and ``ns-eval``) is exactly 3D-OVS's evaluator (``renderer.py``
+``evaluation_segmentation_test`` with ``dataLoader/llff.py``), which published numbers follow (METHOD.md section 9):
+- GT is a multilabel indicator matrix [pixels, classes], one column per class mask; a mask pixel is in the class only
+  when its 8-bit value is exactly 255 (their ``(np.array(img) / 255.0).astype(np.int8)``): `masks_from_values`.
+- The prediction is the one-hot of the predicted class (an index outside [0, C) is an all-zero row).
+- Per-class IoU is scikit-learn's ``jaccard_score(gt, pred, average=None)``: a class absent from both the GT and the
+  prediction scores 0 and IS averaged into the view's mIoU (every view's mean runs over all C classes).
+- Accuracy is ``accuracy_score(gt, pred)``, subset accuracy: a pixel is right only when its GT row equals the one-hot
+  row, so a pixel in no mask (unlabelled) or in two masks (overlap) is always wrong.
+
+``"labelled"`` (ours): a mask pixel is in the class when its value is above 127; pixels in no mask are left out,
+a class absent from both prediction and GT of a view is left out of its mean (NaN), and an overlapping pixel is right
+when the prediction matches any of its masks:
 - Evaluated pixels: those not in `ignore` and, by default, covered by at least one GT mask; a pixel whose
   true class is unknown can be neither right nor wrong (the usual "ignore label" rule).
 - Per-class IoU = |pred == c and GT_c| / |pred == c or GT_c| over the evaluated pixels. A class absent from
@@ -12,11 +24,72 @@ Conventions (chosen here; the protocol only says "per-class IoU, mean over class
 """
 
 import math
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
-from jaxtyping import Bool, Float, Int
+from jaxtyping import Bool, Float, Int, UInt8
 from torch import Tensor
+
+Protocol = Literal["3dovs", "labelled"]
+PROTOCOLS: tuple[str, ...] = ("3dovs", "labelled")
+DEFAULT_PROTOCOL: Protocol = "3dovs"
+"""The protocol of ``laser-eval`` and of the model's ``ns-eval`` metrics unless told otherwise."""
+
+
+def check_protocol(protocol: str) -> None:
+    """A clear error for an unknown protocol name."""
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"Unknown evaluation protocol {protocol!r}; use one of {', '.join(PROTOCOLS)}.")
+
+
+def masks_from_values(values: UInt8[Tensor, "C H W"], protocol: Protocol) -> Bool[Tensor, "C H W"]:
+    """The class masks from the masks' 8-bit values: exactly 255 under "3dovs" (3D-OVS's ``int8(v / 255.0)``, which
+    truncates 254 to 0), above 127 under "labelled"."""
+    check_protocol(protocol)
+    if values.dtype != torch.uint8:
+        raise ValueError(f"masks_from_values takes the masks' 8-bit values (uint8), got {values.dtype}.")
+    return values == 255 if protocol == "3dovs" else values > 127
+
+
+def segmentation_metrics_3dovs(pred: Int[Tensor, "H W"], gt_masks: Bool[Tensor, "C H W"]) -> dict[str, object]:
+    """Metrics of one view by 3D-OVS's rules (see the module docstring): `{"iou_per_class": [C] float64 (never NaN),
+    "miou", "accuracy", "num_pixels"}`, equal to scikit-learn's ``jaccard_score(gt, pred, average=None)`` and
+    ``accuracy_score(gt, pred)`` on the [pixels, classes] indicator matrices."""
+    if pred.shape != gt_masks.shape[1:]:
+        raise ValueError(
+            f"segmentation_metrics_3dovs: prediction is {tuple(pred.shape)} but the GT masks are "
+            f"{tuple(gt_masks.shape[1:])}; render the prediction at the resolution of the masks."
+        )
+    num_classes = gt_masks.shape[0]
+    if num_classes == 0:
+        raise ValueError("segmentation_metrics_3dovs got no GT masks; the scene's classes.txt must list a class.")
+    gt = gt_masks.bool().reshape(num_classes, -1)  # [C, P]
+    predicted = pred.reshape(1, -1).long() == torch.arange(num_classes, device=pred.device)[:, None]  # [C, P]
+
+    # jaccard_score per column: 0 where the class is in neither (scikit-learn's zero_division default).
+    intersection = (predicted & gt).sum(dim=1).double()
+    union = (predicted | gt).sum(dim=1).double()
+    iou = intersection / union.clamp_min(1)
+
+    # Subset accuracy: the GT row must equal the one-hot row, so an unlabelled or overlapping pixel is never right.
+    right = (predicted == gt).all(dim=0)  # [P]
+    return {
+        "iou_per_class": iou,
+        "miou": float(iou.mean()),
+        "accuracy": float(right.double().mean()),
+        "num_pixels": int(gt.shape[1]),
+    }
+
+
+def view_metrics(
+    pred: Int[Tensor, "H W"], mask_values: UInt8[Tensor, "C H W"], protocol: Protocol = DEFAULT_PROTOCOL
+) -> dict[str, object]:
+    """Metrics of one view from the masks' 8-bit values, under ``protocol`` (see the module docstring)."""
+    gt_masks = masks_from_values(mask_values, protocol)
+    if protocol == "3dovs":
+        return segmentation_metrics_3dovs(pred, gt_masks)
+    return segmentation_metrics(pred, gt_masks)
 
 
 def _per_class_iou(pred: Int[Tensor, " P"], gt_masks: Bool[Tensor, "C P"], num_classes: int) -> Float[Tensor, " C"]:
@@ -39,7 +112,8 @@ def segmentation_metrics(
     ignore: Bool[Tensor, "H W"] | None = None,
     exclude_unlabelled: bool = True,
 ) -> dict[str, object]:
-    """Metrics of one view: `{"iou_per_class": [C] float64 (NaN = skipped), "miou", "accuracy", "num_pixels"}`.
+    """Metrics of one view by our "labelled" rules (see the module docstring): `{"iou_per_class": [C] float64
+    (NaN = skipped), "miou", "accuracy", "num_pixels"}`.
 
     Args:
         pred: predicted class index per pixel (values outside [0, C) are always wrong).
