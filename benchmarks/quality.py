@@ -3,12 +3,12 @@
     python benchmarks/quality.py --scenes tabletop similar_colors --steps 1000 --output benchmarks/quality.json
 
 For each scene (a preset of ``laser_ns.scenes``, with exact labels and depth), laser-lite is trained with the
-label-map teacher degraded like dense CLIP: 16-pixel tiles, boundary mixing and view-inconsistent label noise. Then,
-side by side:
+simulated dense CLIP teacher (``--teacher clip-like``, laser_ns/teachers/clip_like.py: modality gap, colour bias,
+blur, view-dependent confusion, 4-pixel tiles at 160x120) or the old degraded label-map teacher. Then, side by side:
 
 - teacher 2D: the teacher's own segmentation of the annotated views (per tile, the argmax of the tile feature against
   the class embeddings, nearest back to pixels), scored like the model;
-- Laser 3D: mIoU and pixel accuracy on the annotated views (the ``laser-eval`` protocol);
+- Laser 3D: mIoU and pixel accuracy on the annotated views, by 3D-OVS's rules (``laser-eval``'s default protocol);
 - boundary mIoU: IoU restricted to pixels within ``--boundary-width-px`` of a ground-truth class edge;
 - cross-view consistency: over every pair of the annotated views, how often the same visible 3D point gets the same
   class (correspondences from the generator's exact depth and cameras), for the teacher and for Laser.
@@ -307,13 +307,13 @@ class QualityBenchmark:
     def _score_views(self, predictions: dict[int, torch.Tensor], info) -> dict[str, Any]:
         """mIoU / accuracy / boundary mIoU on the annotated views, consistency over their pairs."""
         from laser_ns.eval.consistency import cross_view_consistency, label_map_to_masks
-        from laser_ns.eval.metrics import aggregate, boundary_iou, iou_by_class, segmentation_metrics
+        from laser_ns.eval.metrics import aggregate, boundary_iou, iou_by_class, segmentation_metrics_3dovs
 
         num_classes = len(info.class_names)
         views, boundary = [], []
         for i in info.annotated_views:
             gt = torch.from_numpy(info.labels[i].astype(np.int64))
-            views.append(segmentation_metrics(predictions[i], label_map_to_masks(gt, num_classes)))
+            views.append(segmentation_metrics_3dovs(predictions[i], label_map_to_masks(gt, num_classes)))
             band = boundary_iou(predictions[i], gt, self.boundary_width_px, num_classes=num_classes)
             boundary.append(float(band["miou"]))
         summary = aggregate(views)

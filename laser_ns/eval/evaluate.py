@@ -86,11 +86,34 @@ def squeeze_camera(camera: Cameras, width: int, height: int) -> Cameras:
 
 
 @torch.no_grad()
+def teacher_prediction(pipeline, dataset, idx: int, width: int, height: int) -> torch.Tensor:
+    """The teacher's own 2D segmentation of eval image ``idx`` at ``width x height``: each tile's closest class
+    (nearest back to pixels), from the image the teacher sees in training (``teacher_image_scale`` of the file)."""
+    from laser_ns.data.datamanager import LaserDataset
+    from laser_ns.eval.consistency import teacher_segmentation
+
+    teacher = pipeline.teacher
+    images = LaserDataset(dataset._dataparser_outputs, scale_factor=pipeline.datamanager.config.teacher_image_scale)
+    image = images.get_image_float32(idx)[..., :3]
+    labels = images.label_map(idx, size=(image.shape[0], image.shape[1])) if teacher.needs_labels else None
+    if teacher.needs_labels:
+        teacher.set_class_names(list(pipeline.model.class_names))
+    features = teacher.dense_features(image.to(teacher.device), labels)
+    text = pipeline.model.predictor.class_text.to(features.device)
+    return teacher_segmentation(features.float(), text.float(), height, width).cpu()
+
+
+@torch.no_grad()
 def evaluate_pipeline(
-    pipeline, output_dir: Path | None = None, downscale: float = 1.0, protocol: Protocol = DEFAULT_PROTOCOL
+    pipeline,
+    output_dir: Path | None = None,
+    downscale: float = 1.0,
+    protocol: Protocol = DEFAULT_PROTOCOL,
+    score_teacher: bool = False,
 ) -> dict[str, Any]:
     """mIoU / accuracy over the annotated views of ``pipeline``'s eval split under ``protocol`` (see the module
-    docstring), at ``downscale`` of the image files' size; optionally writes images + JSON."""
+    docstring), at ``downscale`` of the image files' size; optionally writes images + JSON. With ``score_teacher``,
+    ``result["teacher"]`` scores the teacher's own 2D segmentation of the same views by the same rules."""
     check_protocol(protocol)
     model = pipeline.model
     dataset = pipeline.datamanager.eval_dataset
@@ -107,7 +130,7 @@ def evaluate_pipeline(
     # Cameras at the image files' size: the dataset's own are rescaled by camera_res_scale_factor.
     file_cameras = dataset._dataparser_outputs.cameras
     model.eval()
-    views = []
+    views, teacher_views = [], []
     for idx in range(len(dataset)):
         image_index = dataset.metadata["image_indices"][idx]
         if image_index not in annotated:
@@ -127,6 +150,9 @@ def evaluate_pipeline(
         pred = outputs["segmentation_class"][..., 0].long().cpu()
         view = view_metrics(pred, mask_values, protocol)
         views.append({"image_index": image_index, **view})
+        if score_teacher:
+            teacher_pred = teacher_prediction(pipeline, dataset, idx, width, height)
+            teacher_views.append(view_metrics(teacher_pred, mask_values, protocol))
         if output_dir is not None:
             masks = masks_from_values(mask_values, protocol).permute(1, 2, 0)  # [h, w, C]
             colors = model.predictor.class_colors.cpu()
@@ -147,6 +173,13 @@ def evaluate_pipeline(
         "downscale": downscale,
         "protocol": protocol,
     }
+    if teacher_views:
+        teacher_summary = aggregate(teacher_views)
+        result["teacher"] = {
+            "miou": teacher_summary["miou"],
+            "accuracy": teacher_summary["accuracy"],
+            "per_class_iou": iou_by_class(class_names, teacher_summary["iou_per_class"]),
+        }
     if output_dir is not None:
         (output_dir / "metrics.json").write_text(json.dumps(result, indent=2))
     return result
@@ -166,6 +199,9 @@ class EvaluateLaser:
     """3dovs: exactly 3D-OVS's evaluator (mask pixel = value 255; a class absent from both scores 0 and is averaged
     in; unlabelled or overlapping pixels are wrong). labelled: ours: unlabelled pixels ignored, classes absent from
     both skipped."""
+    score_teacher: bool = False
+    """Also score the teacher's own 2D segmentation of the same views (its tiles' closest classes), to show what 3D
+    fusion added. Runs the teacher on each annotated view (needs its weights for dense CLIP)."""
 
     def main(self) -> None:
         from nerfstudio.utils.eval_utils import eval_setup
@@ -175,7 +211,7 @@ class EvaluateLaser:
         _, pipeline, checkpoint, step = eval_setup(
             self.load_config, test_mode="test", update_config_callback=lambda c: prepare_run(c, self.load_config)
         )
-        result = evaluate_pipeline(pipeline, self.output_dir, self.downscale, self.protocol)
+        result = evaluate_pipeline(pipeline, self.output_dir, self.downscale, self.protocol, self.score_teacher)
         CONSOLE.print(f"checkpoint {checkpoint} (step {step})")
         print_result(result)
         CONSOLE.print(f"wrote {self.output_dir / 'metrics.json'}")
@@ -231,8 +267,16 @@ def print_result(result: dict[str, Any]) -> None:
         f"mIoU {100 * result['miou']:.1f}  accuracy {100 * result['accuracy']:.1f}  "
         f"({result.get('protocol', DEFAULT_PROTOCOL)} protocol, downscale {result['downscale']})"
     )
+    teacher = result.get("teacher")
+    if teacher is not None:
+        CONSOLE.print(f"teacher's own 2D: mIoU {100 * teacher['miou']:.1f}  accuracy {100 * teacher['accuracy']:.1f}")
+    CONSOLE.print(f"  {'class':>24s}  Laser 3D" + ("  teacher 2D" if teacher is not None else ""))
     for name, iou in result["per_class_iou"].items():
-        CONSOLE.print(f"  {name:>24s}: " + ("absent" if iou is None else f"{100 * iou:.1f}"))
+        line = f"  {name:>24s}: " + ("  absent" if iou is None else f"{100 * iou:8.1f}")
+        if teacher is not None:
+            other = teacher["per_class_iou"][name]
+            line += "      absent" if other is None else f"  {100 * other:10.1f}"
+        CONSOLE.print(line)
 
 
 def entrypoint() -> None:

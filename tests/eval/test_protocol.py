@@ -324,3 +324,25 @@ def test_ns_eval_metrics_equal_laser_eval_and_scikit_learn(tiny_scene):
             ref_iou, ref_accuracy = _sklearn_view(pred, torch.from_numpy(np.stack(gt)).bool(), metrics)
             assert image_metrics["miou"] == pytest.approx(float(np.mean(ref_iou)), abs=1e-12)
             assert image_metrics["accuracy"] == pytest.approx(ref_accuracy, abs=1e-12)
+
+
+def test_score_teacher_scores_the_teachers_own_2d_segmentation(tiny_scene):
+    """A clean label-map teacher with 1-pixel tiles segments every labelled pixel right: its 2D mIoU is exactly 1
+    under the labelled rules, whatever the (untrained) model predicts; a coarse, noisy teacher scores below it."""
+    from tests.conftest import tiny_pipeline_config
+
+    config = tiny_pipeline_config(tiny_scene)
+    config.datamanager.teacher_image_scale = 1.0
+    config.label_teacher.tile_size = 1
+    pipeline = config.setup(device="cpu", test_mode="test")
+    exact = evaluate_pipeline(pipeline, protocol="labelled", score_teacher=True)["teacher"]
+    assert exact["miou"] == pytest.approx(1.0) and exact["accuracy"] == pytest.approx(1.0)
+
+    config = tiny_pipeline_config(tiny_scene)
+    config.label_teacher.tile_size = 16
+    config.label_teacher.label_noise = 0.5
+    pipeline = config.setup(device="cpu", test_mode="test")
+    result = evaluate_pipeline(pipeline, score_teacher=True)
+    assert result["teacher"]["miou"] < 0.9
+    assert set(result["teacher"]["per_class_iou"]) == set(result["per_class_iou"])
+    assert "teacher" not in evaluate_pipeline(pipeline)
