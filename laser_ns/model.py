@@ -170,6 +170,11 @@ class LaserModel(NerfactoModel):
         )
         self.label_volume: LabelVolume | None = cfg.label_volume.setup(**geometry) if cfg.use_label_volume else None
         self.adapter: Adapter | None = cfg.adapter.setup(dim=self.clip_dim) if cfg.use_adapter else None
+        if cfg.predictor.segment_with_label_volume and self.label_volume is None:
+            raise ValueError(
+                "--pipeline.model.predictor.segment-with-label-volume True needs the label volume, but "
+                "--pipeline.model.use-label-volume is False. Turn one of them around."
+            )
         self.predictor: LanguagePredictor = cfg.predictor.setup(
             class_names=self.class_names, dim=self.clip_dim, teacher=self.teacher
         )
