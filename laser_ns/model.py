@@ -31,6 +31,7 @@ from torch.nn import Parameter
 
 from laser_ns.components.adapter import Adapter, AdapterConfig
 from laser_ns.components.language_loss import language_loss_dict
+from laser_ns.components.losses import LabelVolumeLoss
 from laser_ns.components.transient_attention import TransientQueryAttention, TransientQueryAttentionConfig
 from laser_ns.fields import radiance_field
 from laser_ns.fields.backend import Implementation, resolve_implementation
@@ -84,6 +85,10 @@ class LaserModelConfig(NerfactoModelConfig):
     """Weight of the distillation loss."""
     classification_loss_mult: float = 0.95
     """Weight w_rel of the label-volume classification loss."""
+    label_volume_loss: LabelVolumeLoss = "mutual"
+    """Classification loss direction. 'mutual': the paper's; the features' class distributions (input) and the
+    label volume's (target) pull on each other, nothing detached. 'detached': only the label volume learns,
+    fitting the features' class distributions as fixed targets."""
     self_loss_mult: float = 1.0
     """Weight w_self of the adapter's self / self-cross training loss."""
     text_aug_loss_mult: float = 0.33
@@ -165,6 +170,11 @@ class LaserModel(NerfactoModel):
         )
         self.label_volume: LabelVolume | None = cfg.label_volume.setup(**geometry) if cfg.use_label_volume else None
         self.adapter: Adapter | None = cfg.adapter.setup(dim=self.clip_dim) if cfg.use_adapter else None
+        if cfg.predictor.segment_with_label_volume and self.label_volume is None:
+            raise ValueError(
+                "--pipeline.model.predictor.segment-with-label-volume True needs the label volume, but "
+                "--pipeline.model.use-label-volume is False. Turn one of them around."
+            )
         self.predictor: LanguagePredictor = cfg.predictor.setup(
             class_names=self.class_names, dim=self.clip_dim, teacher=self.teacher
         )
@@ -189,8 +199,11 @@ class LaserModel(NerfactoModel):
         return radiance_field.appearance_parameters(self)
 
     def language_grid_parameters(self) -> list[Parameter]:
+        """The language fields' hash grids, and the label volume's log-scale: it needs the grids' larger step
+        (see :class:`LabelVolume`)."""
         grids = [self.language_field.grid] + ([self.label_volume.grid] if self.label_volume is not None else [])
-        return [p for g in grids for p in g.parameters()]
+        scale = [self.label_volume.log_scale] if self.label_volume is not None else []
+        return [p for g in grids for p in g.parameters()] + scale
 
     def language_network_parameters(self) -> list[Parameter]:
         grid_ids = {id(p) for p in self.language_grid_parameters()}
@@ -299,6 +312,7 @@ class LaserModel(NerfactoModel):
                 outputs["clip_features"],
                 batch["clip"],
                 outputs.get("label_distribution"),
+                self.label_volume,
                 self.adapter,
                 self.predictor.class_text,
                 self.predictor.class_text_aug,

@@ -63,6 +63,8 @@ class LanguagePredictorConfig(InstantiateConfig):
     """Canonical negative phrases for open-vocabulary relevancy."""
     composite_threshold: float = 0.5
     """Relevancy above this is highlighted in composited_<i>."""
+    segment_with_label_volume: bool = False
+    """segmentation / segmentation_class (what laser-eval scores) from the label volume instead of the features."""
     pca_views: int = 8
     """clip_pca: training views (evenly spaced) the PCA basis is fitted on."""
     pca_rays: int = 4096
@@ -98,7 +100,7 @@ class LanguagePredictor(nn.Module):
         self.negatives: list[str] = list(config.negatives)
         self.query_mode: QueryMode = "relevancy"  # or "segmentation": typed queries become extra classes
         self.composite_threshold: float = config.composite_threshold
-        self.segment_with_label_volume: bool = False
+        self.segment_with_label_volume: bool = config.segment_with_label_volume  # the viewer's toggle changes it
         self.pca_source: Callable[[], Float[Tensor, "N D"]] | None = None
         """Renders the fixed PCA sample's features; set by the pipeline, which knows the training cameras."""
         if teacher is not None:

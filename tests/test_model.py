@@ -212,3 +212,52 @@ def test_dense_clip_teacher_trains_and_stays_out_of_checkpoints(tiny_scene, tmp_
     state = pipeline.state_dict()
     assert sum(v.numel() for v in state.values()) < 10_000_000  # ViT-B/16 alone has ~150M
     assert not any("visual" in k or "resblocks" in k for k in state)
+
+
+@pytest.mark.parametrize("mode", ["mutual", "detached"])
+def test_classification_loss_reaches_exactly_its_parameters(tiny_scene, mode):
+    """mutual: the feature field (grid, MLP, head), transient attention, adapter, label volume and its scale;
+    detached: the label volume side only. Never the radiance field or the proposal networks."""
+    torch.manual_seed(0)
+    pipeline = build(tiny_scene, label_volume_loss=mode)
+    model = pipeline.model
+    model.train()
+    model.schedule.set_step(model.schedule.phases.self_cross_start)  # F' = adapter(F): the adapter is on both sides
+    _, loss_dict, _ = pipeline.get_train_loss_dict(model.schedule.phases.self_cross_start)
+    model.zero_grad(set_to_none=True)
+    loss_dict["classification_loss"].backward()
+
+    def reached(module) -> dict[str, bool]:
+        return {n: p.grad is not None and bool(p.grad.abs().sum() > 0) for n, p in module.named_parameters()}
+
+    label_side = reached(model.label_volume)
+    assert all(label_side.values()), label_side  # grid, linear, log_scale
+    feature_side = {
+        **{f"language_field.{n}": r for n, r in reached(model.language_field).items()},
+        **{f"transient_attention.{n}": r for n, r in reached(model.transient_attention).items()},
+        **{f"adapter.{n}": r for n, r in reached(model.adapter).items()},
+    }
+    assert any(n.startswith("language_field.grid") for n in feature_side)
+    assert any(n.startswith("language_field.hidden") for n in feature_side)
+    if mode == "mutual":
+        assert all(feature_side.values()), {n: r for n, r in feature_side.items() if not r}
+    else:
+        assert not any(feature_side.values()), {n: r for n, r in feature_side.items() if r}
+    radiance = [*model.field.parameters(), *model.proposal_networks.parameters()]
+    assert all(p.grad is None or p.grad.abs().sum() == 0 for p in radiance)
+
+
+def test_label_volume_scale_trains_with_the_grids(pipeline):
+    """The log-scale needs the grids' step size (LabelVolume's docstring), and is in no other group."""
+    groups = pipeline.model.get_param_groups()
+    scale = pipeline.model.label_volume.log_scale
+    assert [name for name, params in groups.items() if any(p is scale for p in params)] == ["language_grids"]
+
+
+def test_checkpoint_saved_before_the_label_scale_loads(pipeline, tiny_scene):
+    old = {k: v for k, v in pipeline.model.state_dict().items() if k != "label_volume.log_scale"}
+    fresh = build(tiny_scene).model
+    with torch.no_grad():
+        fresh.label_volume.log_scale.fill_(2.0)
+    fresh.load_state_dict(old)  # strict: the missing scale is filled in with the old behaviour (1/tau)
+    assert fresh.label_volume.log_scale.item() == 0.0

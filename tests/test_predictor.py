@@ -84,3 +84,53 @@ def test_a_config_saved_before_the_split_still_loads():
     assert config.predictor.queries == ("red apple",) and config.transient_attention.embed_dim == 64
     assert config.schedule.language_start_fraction == 0.25 and not hasattr(config, "max_num_iterations")
     assert yaml.load(yaml.dump(config), Loader=yaml.Loader) == config
+
+
+def test_segment_with_label_volume_option_drives_the_scored_segmentation(tiny_scene):
+    """--pipeline.model.predictor.segment-with-label-volume True: segmentation / segmentation_class (what laser-eval
+    scores) come from the label volume; the viewer's toggle still switches it at run time."""
+    torch.manual_seed(0)
+    config = tiny_pipeline_config(tiny_scene)
+    config.model.predictor.segment_with_label_volume = True
+    pipeline = config.setup(device="cpu", test_mode="val")
+    model = pipeline.model.eval()
+    with torch.no_grad():  # distinct label-volume and feature segmentations
+        model.label_volume.linear.weight.normal_(0.0, 3.0)
+    assert model.predictor.segment_with_label_volume is True
+    from_label_volume = _frame(pipeline, 0)
+    colors = model.predictor.class_colors
+    expected = colors[from_label_volume["segmentation_class"][..., 0].long()]
+    torch.testing.assert_close(from_label_volume["segmentation"], expected)
+    torch.testing.assert_close(from_label_volume["segmentation"], from_label_volume["segmentation_label_volume"])
+
+    model.predictor.segment_with_label_volume = False  # the viewer's "Use label volume" checkbox
+    from_features = _frame(pipeline, 0)
+    assert not torch.equal(from_features["segmentation_class"], from_label_volume["segmentation_class"])
+    assert LanguagePredictorConfig().segment_with_label_volume is False
+
+
+def test_segment_with_label_volume_needs_the_label_volume(tiny_scene):
+    import pytest
+
+    config = tiny_pipeline_config(tiny_scene, use_label_volume=False)
+    config.model.predictor.segment_with_label_volume = True
+    with pytest.raises(ValueError, match="use-label-volume is False"):
+        config.setup(device="cpu", test_mode="val")
+
+
+def test_a_config_saved_before_the_label_volume_options_still_loads():
+    """config.yml without label_volume_loss / segment_with_label_volume: the defaults; the new values round-trip."""
+    import yaml
+
+    from laser_ns.model import LaserModelConfig
+
+    config = LaserModelConfig(label_volume_loss="detached")
+    config.predictor.segment_with_label_volume = True
+    assert yaml.load(yaml.dump(config), Loader=yaml.Loader) == config
+
+    text = yaml.dump(LaserModelConfig())
+    text = "\n".join(line for line in text.splitlines() if "label_volume_loss" not in line)
+    text = "\n".join(line for line in text.splitlines() if "segment_with_label_volume" not in line)
+    assert "label_volume_loss" not in text and "segment_with_label_volume" not in text
+    old = yaml.load(text, Loader=yaml.Loader)
+    assert old.label_volume_loss == "mutual" and old.predictor.segment_with_label_volume is False

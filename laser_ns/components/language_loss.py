@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import torch.nn.functional as F
 from jaxtyping import Float
 from torch import Tensor
 
 from laser_ns.components import losses
 from laser_ns.components.adapter import Adapter
-from laser_ns.components.relevancy import label_volume_scores
+from laser_ns.fields.language_field import LabelVolume
 
 
 def language_loss_dict(
@@ -15,12 +16,16 @@ def language_loss_dict(
     rendered: Float[Tensor, "N D"],
     teacher: Float[Tensor, "N D"],
     label_distribution: Float[Tensor, "N D"] | None,
+    label_volume: LabelVolume | None,
     adapter: Adapter | None,
     class_text: Float[Tensor, "C D"],
     class_text_aug: Float[Tensor, "C D"],
     self_cross: bool,
 ) -> dict[str, Tensor]:
     """Weighted ``*_loss`` terms from the rendered features F, the teacher features G and the label distributions.
+
+    ``label_distribution`` is the label volume's rendered channel distribution s; ``label_volume`` turns it into
+    scaled class logits (both None when the model has no label volume).
 
     ``config`` is the model's (``LaserModelConfig``): loss weights and ablation switches. ``self_cross`` says whether
     the schedule has reached self-cross training (``use_self_cross`` still decides whether it is used).
@@ -49,11 +54,12 @@ def language_loss_dict(
         teacher_adapted, student = teacher, rendered
     result["feature_loss"] = cfg.feature_loss_mult * losses.distillation_loss(student, teacher_adapted)
 
-    # Label volume: classification over the scene's classes, toward the feature distributions.
-    if label_distribution is not None and has_classes:
-        scores = label_volume_scores(label_distribution, class_text)  # [N, C]
-        targets = [student, teacher_adapted, (student + teacher_adapted) / 2]
+    # Label volume: classification over the scene's classes, coupled to the class distributions of F', Ga and
+    # their mean (the mean of the unit features, as the reference computes it).
+    if label_distribution is not None and label_volume is not None and has_classes:
+        label_logits = label_volume.class_logits(label_distribution, class_text, cfg.tau)  # [N, C]
+        mean = (F.normalize(student, dim=-1) + F.normalize(teacher_adapted, dim=-1)) / 2
         result["classification_loss"] = cfg.classification_loss_mult * losses.label_volume_classification_loss(
-            scores, targets, class_text, tau=cfg.tau
+            label_logits, [student, teacher_adapted, mean], class_text, tau=cfg.tau, mode=cfg.label_volume_loss
         )
     return result

@@ -5,7 +5,9 @@ centred ("orig") and adapted outputs; T and T_aug are the [C, D] unit-norm text 
 doubled prompts. Every loss returns a scalar to minimise (negated similarities).
 """
 
+import math
 from collections.abc import Sequence
+from typing import Literal
 
 import torch
 from jaxtyping import Float
@@ -87,41 +89,56 @@ def soft_cross_entropy(logits: Tensor, target_probs: Tensor, dim: int) -> Float[
     return -(target_probs * torch.log_softmax(logits, dim=dim)).sum(dim=dim).mean()
 
 
+LabelVolumeLoss = Literal["mutual", "detached"]
+"""How the classification loss couples the label volume and the features (see label_volume_classification_loss)."""
+
+
 def label_volume_classification_loss(
-    label_scores: Float[Tensor, "N C"],
+    label_logits: Float[Tensor, "N C"],
     feats_list: Sequence[Float[Tensor, "N D"]],
     text: Float[Tensor, "C D"],
     tau: float = 0.2,
-    label_tau: float | None = None,
-    detach_targets: bool = True,
+    mode: LabelVolumeLoss = "mutual",
 ) -> Float[Tensor, ""]:
-    """Trains the label volume's class scores toward the class distributions of several feature sets.
+    """Classification with the label volume (METHOD.md section 6): 2 x len(feats_list) soft cross-entropies, summed.
 
-    For each feature set f (the caller passes F', Ga and their mean `(F' + Ga) / 2`), targets are
-    `softmax(cos(f, t_c) / tau)` taken two ways: over classes for each ray (softmax over C) and over rays for
-    each class (softmax over N). The label logits `label_scores / label_tau` are fitted to both by
-    `soft_cross_entropy` along the same axis; the 2 x len(feats_list) terms are summed.
+    For each feature set f (the caller passes F', Ga and their mean), the feature logits are `cos(f, t_c) / tau`;
+    `label_logits` are the label volume's scaled class scores (:meth:`LabelVolume.class_logits`). Each pair is
+    compared two ways: over classes for each ray (softmax over C) and over rays for each class (softmax over N).
 
-    Gradients: with `detach_targets=True` (default) only the label volume learns here; the feature
-    distributions are fixed targets. With `detach_targets=False` gradients also reach the features through
-    the targets (cross-entropy w.r.t. its target pushes each target toward the label volume's most likely
-    class, a consistency pull on the features).
-
-    Scale: `label_scores = s @ T^T` with s a distribution over the D channels and T unit-norm, so a score is
-    `|s| cos(s, t_c)` with `|s| <= 1`: it lives on the same cosine scale as the targets' `cos(f, t_c)` but no
-    larger, and unscaled logits that small would give near-uniform label distributions that can never match
-    the targets (the loss would then only push s toward ever more extreme channels). Dividing by the same
-    temperature (`label_tau` defaults to `tau`) puts both sides on one logit scale, so the minimum is reached
-    exactly when the label volume reproduces the targets.
+    - ``"mutual"`` (the paper's direction): the feature logits are the cross-entropy's input and the label
+      volume's distribution `softmax(label_logits)` its target, neither detached: the features are pulled toward
+      the label volume's classes and the label volume (and its scale) toward the features' most likely classes.
+    - ``"detached"``: the label logits are the input and the feature distributions fixed targets; only the label
+      volume (and its scale) learns, by fitting the features' distributions.
     """
     if len(feats_list) == 0:
         raise ValueError("label_volume_classification_loss needs at least one feature set in feats_list.")
-    label_logits = label_scores / (tau if label_tau is None else label_tau)  # [N, C]
-    total = label_scores.new_zeros(())
+    if mode not in ("mutual", "detached"):
+        raise ValueError(f"Unknown label volume loss mode {mode!r}; choose 'mutual' or 'detached'.")
+    total = label_logits.new_zeros(())
     for feats in feats_list:
         feature_logits = cosine_scores(feats, text) / tau  # [N, C]
-        if detach_targets:
-            feature_logits = feature_logits.detach()
-        total = total + soft_cross_entropy(label_logits, torch.softmax(feature_logits, dim=1), dim=1)  # per ray
-        total = total + soft_cross_entropy(label_logits, torch.softmax(feature_logits, dim=0), dim=0)  # per class
+        for dim in (1, 0):  # 1: over classes, per ray; 0: over rays, per class
+            if mode == "mutual":
+                total = total + soft_cross_entropy(feature_logits, torch.softmax(label_logits, dim=dim), dim=dim)
+            else:
+                target = torch.softmax(feature_logits.detach(), dim=dim)
+                total = total + soft_cross_entropy(label_logits, target, dim=dim)
     return total
+
+
+def max_score_margin(text: Float[Tensor, "C D"]) -> Float[Tensor, "C C"]:
+    """Largest label-volume score margin `s @ (t_a - t_b)` any ray can reach, for every ordered class pair (a, b).
+
+    The label volume's s is `softmax(r)` with every rendered channel value r_k in [0, 1] (sigmoids accumulated
+    with weights summing to at most 1). Maximising the ratio `sum_k e^{r_k} d_k / sum_k e^{r_k}` over that box puts
+    r_k = 1 exactly on the channels with the largest d_k (a threshold rule), so the best of the D prefixes of the
+    sorted d is the maximum. Diagonal entries are 0.
+    """
+    d = (text[:, None, :] - text[None, :, :]).sort(dim=-1, descending=True).values  # [C, C, D]
+    num = d.shape[-1]
+    top = d.cumsum(dim=-1)  # [C, C, D] sum of the j largest, j = 1..D
+    rest = d.sum(dim=-1, keepdim=True) - top
+    j = torch.arange(1, num + 1, dtype=text.dtype, device=text.device)
+    return ((math.e * top + rest) / (math.e * j + (num - j))).amax(dim=-1).clamp_min(0.0)

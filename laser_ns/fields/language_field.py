@@ -6,6 +6,7 @@ reach the density or colour of the radiance field.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -130,8 +131,31 @@ class LabelVolumeConfig(InstantiateConfig):
     """Spatial encoding of the label volume."""
 
 
+MAX_LOG_SCALE = math.log(1e4)
+"""Cap of the label volume's learned log-scale: far above any useful scale, far below float32 overflow."""
+
+
 class LabelVolume(nn.Module):
-    """Per-sample channel activations in [0, 1]; rendered and softmaxed into a distribution over CLIP channels."""
+    """Per-sample channel activations in [0, 1]; rendered and softmaxed into a distribution over CLIP channels.
+
+    Its class logits are ``exp(log_scale) * (s @ T^T) / tau`` (:meth:`class_logits`). The scale exists because
+    ``s @ T^T`` is nearly flat: s is a softmax over D channels of rendered values in [0, 1], so one class's score
+    can beat another's by at most ~0.01 (:func:`laser_ns.components.losses.max_score_margin`, D = 512: 0.008 for
+    text at pairwise cosine 0.8 as CLIP's, 0.019 for near-orthogonal text), under 0.1 logit after the temperature.
+
+    Learned, not calibrated from T, by a synthetic measurement (4 classes, D = 512, 128 rays with free per-ray
+    channel values and features at their class's text plus noise, held there by a distillation term; Adam, 1500
+    steps, lr decaying to 0.1x): a scale calibrated to T from the start (so that the hardest class pair's largest
+    reachable margin is 5 logits) made the mutual loss lock onto the label volume's initial, arbitrary but now
+    confident classes and drag the features along (argmax accuracy of the features 0.97 -> 0.31 at cosine 0.8,
+    0.99 -> 0.39 near-orthogonal). A log-scale learned from 0 (scale ``1/tau``) grows only as the label volume
+    comes to agree with the features: mutual, true-class label probability 0.91 to 0.98 at accuracy 0.91 to 0.98
+    for step sizes 0.01 to 0.1; detached, it settles where the label distributions equal their targets. It needs
+    that step size: at 1e-4 (the language networks' lr in ``laser``) the scale moved from 5 to 5.3, at 1e-3
+    (``laser-lite``) to 9.6. So the model trains it with the language grids (lr 0.02, see
+    :meth:`laser_ns.model.LaserModel.language_grid_parameters`). ``log_scale`` starts at 0, the scale before it
+    existed, which is also what checkpoints saved without it load with.
+    """
 
     def __init__(
         self,
@@ -146,6 +170,28 @@ class LabelVolume(nn.Module):
             aabb=aabb, spatial_distortion=spatial_distortion, implementation=implementation
         )
         self.linear = nn.Linear(self.grid.out_dim, out_dim)
+        self.log_scale = nn.Parameter(torch.zeros(()))
+        self.register_load_state_dict_pre_hook(_default_log_scale)
 
     def forward(self, positions: Float[Tensor, "N 3"]) -> Float[Tensor, "N D"]:
         return torch.sigmoid(self.linear(self.grid(positions)))
+
+    def logit_scale(self) -> Float[Tensor, ""]:
+        """The learned factor on the class scores, ``exp(log_scale)`` (capped at ``exp(MAX_LOG_SCALE)``)."""
+        return self.log_scale.clamp(max=MAX_LOG_SCALE).exp()
+
+    def class_logits(
+        self, distribution: Float[Tensor, "*batch D"], text: Float[Tensor, "C D"], tau: float
+    ) -> Float[Tensor, "*batch C"]:
+        """Class logits of rendered channel distributions: ``exp(log_scale) * (s @ T^T) / tau``.
+
+        A positive factor, so the argmax over classes (label-volume segmentation) does not depend on it.
+        """
+        return self.logit_scale() * (distribution @ text.T) / tau
+
+
+def _default_log_scale(module, state_dict: dict, prefix: str, *args) -> None:
+    """Checkpoints saved before the label volume had a learned scale load with ``log_scale = 0`` (scale 1/tau)."""
+    key = prefix + "log_scale"
+    if key not in state_dict and any(k.startswith(prefix) for k in state_dict):
+        state_dict[key] = torch.zeros_like(module.log_scale)
