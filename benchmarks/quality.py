@@ -42,8 +42,11 @@ import numpy as np
 import torch
 import tyro
 
-VARIANTS: dict[str, dict[str, bool]] = {
+VARIANTS: dict[str, dict[str, object]] = {
     "all parts": {},
+    "paper (raw features)": {"centre_teacher_features": False},
+    "label volume detached": {"label_volume_loss": "detached"},
+    "segment with label volume": {"predictor.segment_with_label_volume": True},
     "adapter at inference": {"adapter_at_inference": True},
     "tile-centre rays": {"datamanager.language_ray_jitter": False},
     "no adapter": {"use_adapter": False},
@@ -58,8 +61,8 @@ VARIANTS: dict[str, dict[str, bool]] = {
         "use_text_augmentation": False,
     },
 }
-"""Ablations of the method: model switches set to False (README "Ablation switches"), plus the two inference and
-sampling choices the README explains; a "datamanager." key sets a datamanager option instead of a model one."""
+"""Ablations of the method: model options (README "Ablation switches"), plus the inference and sampling choices the
+README explains; a "datamanager." or "predictor." key sets that part's option instead of a model one."""
 
 DEFAULT_SCENES = ["tabletop", "similar_colors", "thin_parts", "occlusion", "textured"]
 """Forward-facing presets, like the 3D-OVS scenes."""
@@ -259,7 +262,7 @@ class QualityBenchmark:
             )
             del trainer
 
-    def train(self, scene: Path, preset: str, name: str, switches: dict[str, bool]):
+    def train(self, scene: Path, preset: str, name: str, switches: dict[str, object]):
         from laser_ns.method_configs import laser_lite_config
 
         seed_everything(self.seed)
@@ -288,6 +291,8 @@ class QualityBenchmark:
         for key, value in switches.items():
             if key.startswith("datamanager."):
                 setattr(config.pipeline.datamanager, key.removeprefix("datamanager."), value)
+            elif key.startswith("predictor."):
+                setattr(config.pipeline.model.predictor, key.removeprefix("predictor."), value)
             else:
                 setattr(config.pipeline.model, key, value)
         config.save_config()  # so `laser-eval --load-config <run>/config.yml` works on every benchmark run

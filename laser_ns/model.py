@@ -30,6 +30,7 @@ from torch import Tensor
 from torch.nn import Parameter
 
 from laser_ns.components.adapter import Adapter, AdapterConfig
+from laser_ns.components.centring import FeatureCentring
 from laser_ns.components.language_loss import language_loss_dict
 from laser_ns.components.losses import LabelVolumeLoss
 from laser_ns.components.transient_attention import TransientQueryAttention, TransientQueryAttentionConfig
@@ -106,6 +107,10 @@ class LaserModelConfig(NerfactoModelConfig):
     """Ablation switch: the label volume and its classification loss."""
     use_text_augmentation: bool = True
     """Ablation switch: doubled-prompt text augmentation loss (needs the adapter)."""
+    centre_teacher_features: bool = True
+    """Distil the teacher features minus the scene's mean feature, re-normalised (laser_ns/components/centring.py),
+    and score text against them restored to CLIP's space. False: the paper's raw features (see benchmarks/RESULTS.md
+    for the measurement that decided the default)."""
     adapter_at_inference: bool = False
     """Score text against adapter(F) (METHOD.md section 7) instead of the rendered features F. Off by default: the
     adapter attends across the rays of one call, so its output depends on how an image is split into render chunks,
@@ -170,6 +175,7 @@ class LaserModel(NerfactoModel):
         )
         self.label_volume: LabelVolume | None = cfg.label_volume.setup(**geometry) if cfg.use_label_volume else None
         self.adapter: Adapter | None = cfg.adapter.setup(dim=self.clip_dim) if cfg.use_adapter else None
+        self.centring: FeatureCentring | None = FeatureCentring(self.clip_dim) if cfg.centre_teacher_features else None
         if cfg.predictor.segment_with_label_volume and self.label_volume is None:
             raise ValueError(
                 "--pipeline.model.predictor.segment-with-label-volume True needs the label volume, but "
@@ -287,10 +293,19 @@ class LaserModel(NerfactoModel):
         return self._render_language(ray_samples, weights)[0]
 
     def inference_features(self, features: Float[Tensor, "N D"]) -> Float[Tensor, "N D"]:
-        """The features text is scored against: F, or adapter(F) with ``adapter_at_inference`` (METHOD.md 7)."""
-        if self.adapter is None or not self.config.adapter_at_inference:
-            return features
-        return self.adapter(features)[1]
+        """The features text is scored against: F, or adapter(F) with ``adapter_at_inference`` (METHOD.md 7), restored
+        to CLIP's space when the features are centred."""
+        if self.adapter is not None and self.config.adapter_at_inference:
+            features = self.adapter(features)[1]
+        return self.restore(features)
+
+    def restore(self, features: Float[Tensor, "N D"]) -> Float[Tensor, "N D"]:
+        """Features of the distilled space in CLIP's space (identity without centring)."""
+        return features if self.centring is None else self.centring.restore(features)
+
+    def teacher_targets(self, teacher: Float[Tensor, "N D"]) -> Float[Tensor, "N D"]:
+        """The distillation targets of teacher features: centred when ``centre_teacher_features``."""
+        return teacher if self.centring is None else self.centring.centre(teacher)
 
     # ------------------------------------------------------------------ losses and metrics
     def get_metrics_dict(self, outputs, batch) -> dict[str, Tensor]:
@@ -298,7 +313,8 @@ class LaserModel(NerfactoModel):
         metrics = super().get_metrics_dict(_rgb_part(outputs, num_rgb), batch)
         if "clip_features" in outputs:
             with torch.no_grad():
-                metrics["feature_cosine"] = F.cosine_similarity(outputs["clip_features"], batch["clip"], dim=-1).mean()
+                targets = self.teacher_targets(batch["clip"])
+                metrics["feature_cosine"] = F.cosine_similarity(outputs["clip_features"], targets, dim=-1).mean()
         return metrics
 
     def get_loss_dict(self, outputs, batch, metrics_dict=None) -> dict[str, Tensor]:
@@ -310,13 +326,14 @@ class LaserModel(NerfactoModel):
             language_loss_dict(
                 self.config,
                 outputs["clip_features"],
-                batch["clip"],
+                self.teacher_targets(batch["clip"]),
                 outputs.get("label_distribution"),
                 self.label_volume,
                 self.adapter,
                 self.predictor.class_text,
                 self.predictor.class_text_aug,
                 self_cross=self.schedule.self_cross(),
+                restore=self.restore,
             )
         )
         return loss_dict

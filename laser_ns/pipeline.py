@@ -125,6 +125,9 @@ class LaserPipeline(VanillaPipeline):
             grad_scaler=grad_scaler,
             teacher=teacher,
         )
+        centring = self.laser_model.centring
+        if centring is not None and self.datamanager.tile_features:
+            centring.fit(self.datamanager.tile_features)  # the scene's mean teacher feature; saved with the model
         if test_mode == "val" and config.model.geometry_checkpoint is not None:
             self._load_geometry(config.model.geometry_checkpoint)
         self.model.to(device)

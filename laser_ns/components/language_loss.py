@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch.nn.functional as F
 from jaxtyping import Float
 from torch import Tensor
@@ -21,6 +23,7 @@ def language_loss_dict(
     class_text: Float[Tensor, "C D"],
     class_text_aug: Float[Tensor, "C D"],
     self_cross: bool,
+    restore: Callable[[Tensor], Tensor] | None = None,
 ) -> dict[str, Tensor]:
     """Weighted ``*_loss`` terms from the rendered features F, the teacher features G and the label distributions.
 
@@ -29,7 +32,10 @@ def language_loss_dict(
 
     ``config`` is the model's (``LaserModelConfig``): loss weights and ablation switches. ``self_cross`` says whether
     the schedule has reached self-cross training (``use_self_cross`` still decides whether it is used).
+    ``restore`` maps features of the distilled space back to CLIP's, where the text losses compare them with text
+    (the model's feature centring; None: the features are CLIP's already).
     """
+    restore = restore or (lambda x: x)
     cfg = config
     self_cross = cfg.use_self_cross and self_cross
     has_classes = class_text.shape[0] > 0
@@ -48,7 +54,7 @@ def language_loss_dict(
         result["self_loss"] = cfg.self_loss_mult * self_loss
         if cfg.use_text_augmentation and has_classes:
             result["text_aug_loss"] = cfg.text_aug_loss_mult * losses.text_augmentation_loss(
-                teacher_adapted, teacher_orig, class_text, class_text_aug
+                restore(teacher_adapted), restore(teacher_orig), class_text, class_text_aug
             )
     else:
         teacher_adapted, student = teacher, rendered
@@ -58,8 +64,9 @@ def language_loss_dict(
     # their mean (the mean of the unit features, as the reference computes it).
     if label_distribution is not None and label_volume is not None and has_classes:
         label_logits = label_volume.class_logits(label_distribution, class_text, cfg.tau)  # [N, C]
-        mean = (F.normalize(student, dim=-1) + F.normalize(teacher_adapted, dim=-1)) / 2
+        student_clip, teacher_clip = restore(student), restore(teacher_adapted)
+        mean = (F.normalize(student_clip, dim=-1) + F.normalize(teacher_clip, dim=-1)) / 2
         result["classification_loss"] = cfg.classification_loss_mult * losses.label_volume_classification_loss(
-            label_logits, [student, teacher_adapted, mean], class_text, tau=cfg.tau, mode=cfg.label_volume_loss
+            label_logits, [student_clip, teacher_clip, mean], class_text, tau=cfg.tau, mode=cfg.label_volume_loss
         )
     return result
