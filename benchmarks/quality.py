@@ -140,6 +140,8 @@ class QualityBenchmark:
     """Which ablations to train on every scene (keys of VARIANTS)."""
     steps: int = 1000
     """Training steps per run (the first half trains geometry only)."""
+    language_start_fraction: float | None = None
+    """Fraction of the steps that trains geometry only, before language starts (None: laser-lite's default)."""
     seed: int = 0
     """Scene, teacher-noise and training seed."""
     num_views: int = 30
@@ -217,7 +219,8 @@ class QualityBenchmark:
 
     def _check_same_settings(self, report: dict[str, Any]) -> None:
         """Merged runs must be comparable: every setting that changes a score has to match."""
-        keys = ("steps", "seed", "num_views", "width", "height", "teacher", "tile_size", "language_patch_size")
+        keys = ("steps", "language_start_fraction", "seed", "num_views", "width", "height", "teacher", "tile_size")
+        keys += ("language_patch_size",)
         keys += ("label_noise", "boundary_mixing")
         keys += ("boundary_width_px", "depth_tolerance", "threads")
         mine = {k: str(getattr(self, k)) for k in keys}
@@ -276,6 +279,8 @@ class QualityBenchmark:
         config.steps_per_save = 10**9
         config.pipeline.datamanager.data = scene
         config.pipeline.datamanager.language_patch_size = self.language_patch_size
+        if self.language_start_fraction is not None:
+            config.pipeline.model.schedule.language_start_fraction = self.language_start_fraction
         if self.teacher == "clip-like":
             config.pipeline.teacher_type = "clip-like"
             config.pipeline.clip_like_teacher.tile_size = self.tile_size

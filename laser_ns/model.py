@@ -112,9 +112,10 @@ class LaserModelConfig(NerfactoModelConfig):
     and score text against them restored to CLIP's space. False: the paper's raw features (see benchmarks/RESULTS.md
     for the measurement that decided the default)."""
     adapter_at_inference: bool = False
-    """Score text against adapter(F) (METHOD.md section 7) instead of the rendered features F. Off by default: the
-    adapter attends across the rays of one call, so its output depends on how an image is split into render chunks,
-    and on the generated benchmark scenes it scored below F in every split measured (benchmarks/RESULTS.md)."""
+    """Score text against adapter(F) (METHOD.md section 7) instead of the rendered features F. It also decides F', the
+    features distilled and classified after the self-cross switch: adapter(F) when on (the paper), F when off, so
+    that what is scored is what is trained. Off by default: the adapter attends across the rays of one call, so its
+    output depends on how an image is split into render chunks (benchmarks/RESULTS.md)."""
 
     def __setstate__(self, state: dict) -> None:
         """Loads config.yml files saved before the schedule, predictor and attention options had their own configs

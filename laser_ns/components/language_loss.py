@@ -46,7 +46,9 @@ def language_loss_dict(
         teacher_orig, teacher_adapted = adapter(teacher)
         if self_cross:
             rendered_orig, rendered_adapted = adapter(rendered)
-            student = rendered_adapted
+            # F' is what inference scores: adapter(F) as in the paper (adapter_at_inference), else F itself, which
+            # would otherwise be supervised by nothing after the switch and drift (measured: benchmarks/RESULTS.md).
+            student = rendered_adapted if cfg.adapter_at_inference else rendered
             self_loss = losses.self_cross_training_loss(teacher_adapted, teacher_orig, rendered_adapted, rendered_orig)
         else:
             student = rendered

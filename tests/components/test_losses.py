@@ -234,3 +234,30 @@ def test_max_score_margin_bounds_every_reachable_label_distribution(cosine):
     assert vertex.item() <= margin[0, 1].item() + 1e-7 and vertex.item() > 0.9 * margin[0, 1].item()
     # tiny on the class-score scale: why the label volume needs a learned scale (LabelVolume's docstring)
     assert 0.001 < margin.max().item() < 0.05
+
+
+@pytest.mark.parametrize("adapter_at_inference", [False, True])
+def test_distilled_features_after_the_switch_are_the_scored_ones(adapter_at_inference, monkeypatch):
+    """After the self-cross switch, L_feat distils adapter(F) when inference scores adapter(F) (the paper), and F
+    itself when inference scores F, so the scored features never go unsupervised."""
+    from laser_ns.components import language_loss
+    from laser_ns.components.adapter import AdapterConfig
+    from laser_ns.model import LaserModelConfig
+
+    torch.manual_seed(0)
+    config = LaserModelConfig(adapter_at_inference=adapter_at_inference, use_text_augmentation=False)
+    adapter = AdapterConfig().setup(dim=16)
+    adapted = []
+    original_forward = adapter.forward
+    monkeypatch.setattr(adapter, "forward", lambda x: adapted.append(out := original_forward(x)) or out)
+    students = []
+    original_loss = language_loss.losses.distillation_loss
+    monkeypatch.setattr(
+        language_loss.losses, "distillation_loss", lambda f, g: students.append(f) or original_loss(f, g)
+    )
+    rendered, teacher = torch.randn(8, 16), torch.randn(8, 16)
+    text = F.normalize(torch.randn(3, 16), dim=-1)
+    language_loss.language_loss_dict(config, rendered, teacher, None, None, adapter, text, text, self_cross=True)
+    assert len(adapted) == 2  # teacher, then rendered: self-cross training runs either way
+    expected = adapted[1][1] if adapter_at_inference else rendered
+    assert students == [expected] and students[0] is expected
