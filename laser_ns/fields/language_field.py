@@ -145,7 +145,9 @@ MAX_LOG_SCALE = math.log(1e4)
 
 
 class LabelVolume(nn.Module):
-    """Per-sample channel activations in [0, 1]; rendered and softmaxed into a distribution over CLIP channels.
+    """Channel activations in [0, 1] (``sigmoid(W g(x) + b)``); rendered and softmaxed into a distribution over CLIP
+    channels. :meth:`render` applies the sigmoid layer per sample (the paper's) or once per ray (the default: the
+    D-channel work per sample dominated a CPU language step, benchmarks/RESULTS.md).
 
     Its class logits are ``exp(log_scale) * (s @ T^T) / tau`` (:meth:`class_logits`). The scale exists because
     ``s @ T^T`` is nearly flat: s is a softmax over D channels of rendered values in [0, 1], so one class's score
