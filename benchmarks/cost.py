@@ -8,8 +8,10 @@ finally one teacher worker. Every worker uses the same number of torch CPU threa
 
 1. Training cost: laser-lite and a nerfacto with laser-lite's radiance field (same hash grids, MLPs, samples per ray,
    proposal networks, optimisers and learning rates), both on the pure-torch implementation, at the same RGB rays
-   per batch and image resolution, on the same scene, through the same dataparser. Laser's run is split into its
-   geometry phase (nerfacto's work plus Laser's bookkeeping) and its language phase (the same RGB rays plus the
+   per batch and image resolution, on the same scene, through the same dataparser. Laser's teacher is the
+   CLIP-like simulation at 4-pixel tiles with 32-pixel language patches by default (``--teacher``, ``--tile-size``,
+   ``--language-patch-size``: 2 patches of 8x8 tiles, 128 language rays per step at 160x120). Laser's run is split
+   into its geometry phase (nerfacto's work plus Laser's bookkeeping) and its language phase (the same RGB rays plus the
    language rays of the teacher patches). Step times are wall-clock per training iteration (callbacks, forward,
    backward, optimiser); the first ``--warmup-steps`` of each phase are dropped. Peak memory is the peak resident set
    size of the worker during training (its high-water mark is reset after setup), and the resident size after setup.
@@ -136,10 +138,20 @@ class CostBenchmark:
     """Generated scene for the training workers."""
     num_views: int = 24
     """Views of the training scene."""
-    width: int = 128
+    width: int = 160
     """Training image width."""
-    height: int = 96
+    height: int = 120
     """Training image height."""
+    teacher: Literal["clip-like", "label-map"] = "clip-like"
+    """Laser's teacher: 'clip-like' (simulated dense CLIP, laser_ns/teachers/clip_like.py) or 'label-map' (class
+    embeddings of the label maps with hashed text, the earlier benchmark's)."""
+    tile_size: int = 4
+    """Teacher tile in pixels (4 at 160x120: a 40x30 grid, as benchmarks/quality.py; 16 at 128x96: the old regime)."""
+    language_patch_size: int = 32
+    """Side of laser's language patches in pixels (32 = 8x8 tiles of 4 pixels: 128 language rays per step with
+    laser-lite's 2 patches; 128 with 16-pixel tiles was the old regime)."""
+    label_volume_render: Literal["per_ray", "per_sample"] = "per_ray"
+    """Laser's label volume rendering (LabelVolumeConfig.render): 'per_sample' is the paper's form."""
     rays_per_batch: int = 256
     """RGB rays per training step, for both methods (laser adds its language rays to these)."""
     geometry_steps: int = 150
@@ -266,8 +278,16 @@ class CostBenchmark:
         laser_pipeline = config.pipeline
         laser_pipeline.datamanager.data = self.scene_dir
         laser_pipeline.datamanager.train_num_rays_per_batch = self.rays_per_batch
-        laser_pipeline.teacher_type = "labels"
-        laser_pipeline.label_teacher.text_encoder = "hashed"
+        laser_pipeline.datamanager.language_patch_size = self.language_patch_size
+        laser_pipeline.model.label_volume.render = self.label_volume_render
+        if self.teacher == "clip-like":
+            laser_pipeline.teacher_type = "clip-like"
+            laser_pipeline.clip_like_teacher.tile_size = self.tile_size
+            laser_pipeline.clip_like_teacher.seed = self.seed
+        else:
+            laser_pipeline.teacher_type = "labels"
+            laser_pipeline.label_teacher.text_encoder = "hashed"
+            laser_pipeline.label_teacher.tile_size = self.tile_size
         laser_pipeline.model.schedule.language_start_fraction = self.geometry_steps / total
         if method == "laser":
             return config
@@ -347,7 +367,7 @@ class CostBenchmark:
         }
         if method == "laser":
             datamanager = config.pipeline.datamanager
-            tiles = datamanager.language_patch_size // 16
+            tiles = max(1, datamanager.language_patch_size // pipeline.datamanager.teacher.tile_size)
             grid = pipeline.datamanager.tile_features[0].shape[:2]
             result["median_step_ms_geometry"] = 1000 * _median(step_seconds[w:g])
             result["median_step_ms_language"] = 1000 * _median(step_seconds[g + w :])

@@ -180,6 +180,36 @@ def test_rendered_features_equal_the_per_sample_formula(tiny_scene, transient):
     torch.testing.assert_close(features, expected, atol=1e-5, rtol=1e-4)
 
 
+@pytest.mark.parametrize("render", ["per_sample", "per_ray"])
+def test_label_distribution_follows_the_render_option(tiny_scene, render):
+    """The model renders the label volume as its config says; 'per_sample' is the paper's formula as it was."""
+    import copy
+
+    from laser_ns.method_configs import laser_lite_config
+
+    label_volume = copy.deepcopy(laser_lite_config().pipeline.model.label_volume)
+    label_volume.render = render
+    torch.manual_seed(0)
+    pipeline = build(tiny_scene, label_volume=label_volume)
+    model = pipeline.model.eval()
+    assert model.label_volume.render_mode == render
+    with torch.no_grad():
+        ray_bundle = model.collider(pipeline.datamanager.eval_dataset.cameras[0:1].generate_rays(0).flatten()[:300])
+        ray_samples, _, _ = model.proposal_sampler(ray_bundle, density_fns=model.density_fns)
+        weights = ray_samples.get_weights(model.field.forward(ray_samples)[FieldHeadNames.DENSITY])
+        _, label_dist = model._render_language(ray_samples, weights)
+
+        keep = weights[..., 0] > model.config.weight_threshold
+        positions, ray_index = ray_samples.frustums.get_positions()[keep], keep.nonzero()[:, 0]
+        per_sample = torch.zeros_like(label_dist).index_add(0, ray_index, weights[keep] * model.label_volume(positions))
+        if render == "per_sample":
+            assert torch.equal(label_dist, torch.softmax(per_sample, dim=-1))
+        else:
+            torch.testing.assert_close(
+                label_dist, torch.softmax(model.label_volume.render(positions, weights[keep], ray_index, 300), dim=-1)
+            )
+
+
 def test_set_queries_changes_relevancy_outputs(pipeline):
     model = pipeline.model
     model.eval()

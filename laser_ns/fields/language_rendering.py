@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from jaxtyping import Float, Int
+from jaxtyping import Float
 from nerfstudio.cameras.rays import RaySamples
 from torch import Tensor
 
 from laser_ns.components.transient_attention import TransientQueryAttention
-from laser_ns.fields.language_field import LabelVolume, LanguageField
+from laser_ns.fields.language_field import LabelVolume, LanguageField, accumulate
 
 
 def render_language(
@@ -46,14 +46,10 @@ def render_language(
         accumulation = accumulate(kept_weights, ray_index, num_rays)  # [R, 1]
         features = F.linear(rendered_hidden, head.weight) + accumulation * head.bias  # [R, D]
 
-    # Label volume: per-sample channel logits, rendered, then a softmax over the channels per ray.
+    # Label volume: rendered channel values (per sample or per ray, its config says), then a softmax over the
+    # channels per ray.
     label_dist = None
     if label_volume is not None:
-        labels = accumulate(kept_weights * label_volume(positions[keep]), ray_index, num_rays)  # [R, D]
+        labels = label_volume.render(positions[keep], kept_weights, ray_index, num_rays)  # [R, D]
         label_dist = torch.softmax(labels, dim=-1)  # [R, D]
     return features, label_dist
-
-
-def accumulate(values: Float[Tensor, "K D"], ray_index: Int[Tensor, " K"], num_rays: int) -> Float[Tensor, "R D"]:
-    """Sums weighted per-sample values into their rays (differentiable; no dense [R, S, D] tensor)."""
-    return values.new_zeros(num_rays, values.shape[-1]).index_add(0, ray_index, values)

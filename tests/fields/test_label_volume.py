@@ -1,4 +1,4 @@
-"""The label volume: its learned class-logit scale, and checkpoints saved before the scale existed."""
+"""The label volume: rendering per sample or per ray, its learned class-logit scale, and old checkpoints."""
 
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ from laser_ns.fields.language_field import HashGridConfig, LabelVolume, LabelVol
 TAU = 0.2
 
 
-def small_label_volume() -> LabelVolume:
+def small_label_volume(render: str = "per_ray") -> LabelVolume:
     grid = HashGridConfig(num_levels=4, base_res=4, max_res=32, log2_hashmap_size=12)
-    return LabelVolumeConfig(grid=grid).setup(
+    return LabelVolumeConfig(grid=grid, render=render).setup(  # type: ignore[arg-type]
         aabb=torch.tensor([[-1.0, -1.0, -1.0], [1.0, 1.0, 1.0]]), spatial_distortion=None, implementation="torch"
     )
 
@@ -87,3 +87,66 @@ def test_log_scale_is_capped():
     with torch.no_grad():
         label_volume.log_scale.fill_(500.0)  # exp(500) overflows float32
     assert torch.isfinite(label_volume.logit_scale())
+
+
+def ray_samples(num_rays: int = 5, seed: int = 0):
+    """Samples of ``num_rays`` rays: ray 0 has one sample, ray 1 none, the others several, in row-major order."""
+    gen = torch.Generator().manual_seed(seed)
+    counts = [1, 0] + [int(c) for c in torch.randint(2, 7, (num_rays - 2,), generator=gen)]
+    ray_index = torch.repeat_interleave(torch.arange(num_rays), torch.tensor(counts))
+    positions = torch.rand(len(ray_index), 3, generator=gen) * 1.8 - 0.9
+    weights = torch.rand(len(ray_index), 1, generator=gen) * 0.3
+    return positions, weights, ray_index, num_rays
+
+
+def test_per_sample_render_is_the_papers_formula_exactly():
+    """'per_sample' is the code as it was before the option: sum_s w_s sigmoid(W g_s + b), bit for bit."""
+    label_volume = small_label_volume("per_sample")
+    positions, weights, ray_index, num_rays = ray_samples()
+    rendered = label_volume.render(positions, weights, ray_index, num_rays)
+    old = torch.zeros(num_rays, 512).index_add(0, ray_index, weights * label_volume(positions))
+    assert torch.equal(rendered, old)
+
+
+def test_per_ray_render_is_the_sigmoid_of_the_mean_encoding():
+    """'per_ray': A sigmoid(W g_bar + b) per ray; equal to 'per_sample' for a one-sample ray, 0 for an empty ray."""
+    label_volume = small_label_volume("per_ray")
+    with torch.no_grad():
+        label_volume.linear.bias.normal_()  # a zero bias would hide a wrongly weighted one
+        label_volume.grid.encoding.hash_table.normal_()  # samples of one ray with clearly different encodings
+    positions, weights, ray_index, num_rays = ray_samples()
+    rendered = label_volume.render(positions, weights, ray_index, num_rays)
+    assert rendered.shape == (num_rays, 512)
+    encodings = label_volume.grid(positions)
+    for ray in range(num_rays):
+        mine = ray_index == ray
+        w = weights[mine]
+        if not mine.any():
+            assert torch.equal(rendered[ray], torch.zeros(512))
+            continue
+        mean = (w * encodings[mine]).sum(0) / w.sum()
+        expected = w.sum() * torch.sigmoid(label_volume.linear(mean))
+        torch.testing.assert_close(rendered[ray], expected, atol=1e-6, rtol=1e-5)
+    one_sample = ray_index == 0
+    per_sample = weights[one_sample] * label_volume(positions[one_sample])
+    torch.testing.assert_close(rendered[0], per_sample[0], atol=1e-6, rtol=1e-5)
+    # several samples with different encodings: the sigmoid of the mean is not the mean of the sigmoids
+    paper = small_label_volume("per_sample")
+    paper.load_state_dict(label_volume.state_dict())
+    assert not torch.allclose(rendered[2:], paper.render(positions, weights, ray_index, num_rays)[2:], atol=1e-4)
+
+
+@pytest.mark.parametrize("render", ["per_ray", "per_sample"])
+def test_gradients_reach_the_label_volume(render):
+    label_volume = small_label_volume(render)
+    positions, weights, ray_index, num_rays = ray_samples()
+    text = F.normalize(torch.randn(3, 512), dim=-1)
+    distribution = torch.softmax(label_volume.render(positions, weights, ray_index, num_rays), dim=-1)
+    label_volume.class_logits(distribution, text, TAU).logsumexp(-1).sum().backward()
+    for name, param in label_volume.named_parameters():
+        assert param.grad is not None and param.grad.abs().sum() > 0, name
+
+
+def test_unknown_render_is_refused():
+    with pytest.raises(ValueError, match="per_ray"):
+        small_label_volume("per_pixel")
