@@ -29,7 +29,7 @@ def test_methods_are_registered_with_descriptions():
     from nerfstudio.plugins.registry import discover_methods
 
     methods, descriptions = discover_methods()
-    for name in ("laser", "laser-lite"):
+    for name in ("laser", "laser-lite", "laser-paper"):
         assert name in methods
         assert "Laser" in descriptions[name]
     assert methods["laser-lite"].max_num_iterations < methods["laser"].max_num_iterations

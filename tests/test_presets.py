@@ -45,7 +45,16 @@ def test_preset_holds_paper_values(scene):
     config = preset_config(scene)
     pipeline = config.pipeline
     mode, patch_size, patch_num, embed, w_rel, w_aug, w_self = PAPER[scene]
-    assert config.method_name == "laser"
+    assert config.method_name == "laser-paper"
+    for part in (
+        "use_adapter",
+        "use_self_cross",
+        "use_transient_attention",
+        "use_label_volume",
+        "use_text_augmentation",
+    ):
+        assert getattr(pipeline.model, part), part  # the per-scene weights below are the paper's parts' weights
+    assert not pipeline.model.centre_teacher_features
     assert pipeline.teacher.mode == mode
     assert pipeline.datamanager.language_patch_size == patch_size
     assert pipeline.datamanager.language_patches_per_step == patch_num
@@ -108,7 +117,7 @@ def test_wheel_ships_the_presets(tmp_path):
     found = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=elsewhere, env=env)
     assert found.returncode == 0, found.stderr[-3000:]
     path, method = found.stdout.split()
-    assert Path(path) == site / "laser_ns" / "configs" / "3dovs" / "bed.yaml" and method == "laser"
+    assert Path(path) == site / "laser_ns" / "configs" / "3dovs" / "bed.yaml" and method == "laser-paper"
 
 
 def _options(help_text: str) -> set[str]:
@@ -135,7 +144,7 @@ def test_laser_train_offers_exactly_the_options_of_ns_train(capsys):
     import tyro
     from nerfstudio.configs.method_configs import AnnotatedBaseConfigUnion
 
-    code, ns_train = _exit_text(capsys, lambda: tyro.cli(AnnotatedBaseConfigUnion, args=["laser", "--help"]))
+    code, ns_train = _exit_text(capsys, lambda: tyro.cli(AnnotatedBaseConfigUnion, args=["laser-paper", "--help"]))
     assert code == 0 and "--pipeline.model.use-adapter" in ns_train
     code, ours = _exit_text(capsys, lambda: parse_args(preset_config("bed"), ["--help"], prog="laser-train bed"))
     assert code == 0
