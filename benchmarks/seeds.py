@@ -53,7 +53,28 @@ def seed_table(reports: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def per_class_table(reports: list[dict[str, Any]], variant: str) -> str:
+    """Markdown: per scene and class, the teacher's 2D IoU and Laser's 3D IoU (``variant``), mean (min-max) over the
+    reports that hold it."""
+    lines = ["| scene | class | teacher 2D IoU | Laser 3D IoU |", "|---|---|---|---|"]
+    for scene in reports[0]["scenes"]:
+        found = [
+            r["scenes"][scene] for r in reports if scene in r["scenes"] and variant in r["scenes"][scene]["variants"]
+        ]
+        if not found:
+            continue
+        for name in found[0]["class_names"]:
+            teacher = [f["teacher"]["per_class_iou"][name] or 0.0 for f in found]
+            laser = [f["variants"][variant]["per_class_iou"][name] or 0.0 for f in found]
+            lines.append(f"| {scene} | {name} | {_spread(teacher)} | {_spread(laser)} |")
+    return "\n".join(lines)
+
+
 if __name__ == "__main__":
     if len(sys.argv) < 2:
         raise SystemExit("usage: python benchmarks/seeds.py REPORT.json [REPORT.json ...] (one per seed)")
-    print(seed_table(load([Path(p) for p in sys.argv[1:]])))
+    loaded = load([Path(p) for p in sys.argv[1:]])
+    print(seed_table(loaded))
+    for variant in loaded[0]["scenes"][next(iter(loaded[0]["scenes"]))]["variants"]:
+        print(f"\nPer class, {variant}:\n")
+        print(per_class_table(loaded, variant))

@@ -50,7 +50,8 @@ def pipeline(tiny_scene):
 def test_phases_follow_the_trainer_and_each_group_decays_over_its_own_phase(pipeline):
     optimizers, callbacks = setup(pipeline)
     phases = pipeline.model.schedule.phases
-    assert phases == Phases.of(TOTAL, 0.5, 1 / 3, 8 / 15)  # from the trainer's 300 steps, not the config's 20
+    # from the trainer's 300 steps, not the config's 20; laser-lite spends a quarter of the run on geometry
+    assert phases == Phases.of(TOTAL, 0.25, 1 / 3, 8 / 15)
     start, joint, end = phases.language_start, phases.joint_start, phases.total_steps
     rates = run_until(pipeline, optimizers, callbacks, TOTAL)
 

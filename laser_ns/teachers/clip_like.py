@@ -35,8 +35,7 @@ import torch.nn.functional as F
 from jaxtyping import Float, Int
 from torch import Tensor
 
-from laser_ns.data.semantics import UNLABELLED
-from laser_ns.teachers.base import DenseTeacherConfig, resize_image_to_tiles, resize_labels_to_tiles, tile_grid_size
+from laser_ns.teachers.base import DenseTeacherConfig, resize_image_to_tiles
 from laser_ns.teachers.label_map import LabelMapTeacher
 from laser_ns.teachers.text import hashed_text_embedding
 
@@ -250,38 +249,14 @@ class ClipLikeTeacher(LabelMapTeacher):
         self, image: Float[Tensor, "H W 3"], labels: Int[Tensor, "H W"] | None = None
     ) -> Float[Tensor, "h w D"]:
         """CLIP-like tile features of one view; all-unlabelled tiles are zero vectors (no target), as in the parent."""
-        if labels is None:
-            raise ValueError(
-                "The CLIP-like teacher simulates CLIP from the image's label map (labels=...); the scene must have "
-                "labels/<image>.png for every training view (METHOD.md section 11)."
-            )
-        if tuple(labels.shape) != tuple(image.shape[:2]):
-            raise ValueError(f"Label map is {tuple(labels.shape)} but its image is {tuple(image.shape[:2])}.")
-        cfg, dim, t = self.config, self.config.text.dim, self.tile_size
+        cfg, dim = self.config, self.config.text.dim
         names = self.class_names
         num_classes = len(names)
-        labels = labels.to(self.device, torch.int64)
-        bad = labels[(labels != UNLABELLED) & ((labels < 0) | (labels >= num_classes))]
-        if bad.numel() > 0:
-            raise ValueError(
-                f"Label value {int(bad[0])} has no class: there are {num_classes} class names (values 0.."
-                f"{num_classes - 1}, {UNLABELLED} = unlabelled). Check labels/names.json against the label maps."
-            )
-        h, w = tile_grid_size(labels.shape[0], labels.shape[1], t)
-        generator = self._noise_generator(labels)
 
-        # 1. Class distribution of each tile's pixels; wrong-class tiles; blur across tiles.
-        tiles = resize_labels_to_tiles(labels, t).reshape(h, t, w, t).permute(0, 2, 1, 3).reshape(h * w, t * t)
-        labelled = tiles != UNLABELLED
-        counts = torch.zeros(h * w, num_classes, device=self.device)
-        counts.scatter_add_(1, torch.where(labelled, tiles, 0), labelled.float())
-        totals = counts.sum(dim=1, keepdim=True)
-        valid = (totals[:, 0] > 0).reshape(h, w, 1).float()
-        distribution = counts / totals.clamp(min=1)
-        flip = (torch.rand(h * w, generator=generator) < cfg.label_noise).to(self.device) & (valid.reshape(-1) > 0)
-        random_class = torch.randint(num_classes, (h * w,), generator=generator).to(self.device)
-        distribution[flip] = F.one_hot(random_class[flip], num_classes).float()
-        distribution = self._blur(distribution.reshape(h, w, num_classes), valid)
+        # 1. Class distribution of each tile's pixels, with wrong-class tiles; blur across tiles.
+        distribution, valid, generator = self.tile_class_distribution(image, labels, num_classes)
+        h, w = distribution.shape[:2]
+        distribution = self._blur(distribution, valid)
 
         # 2. View-dependent confusion: spatially correlated blobs of noise on each class's weight. Isotropic noise in
         # 512 dimensions would barely move a tile between two classes; CLIP's mistakes are confusions between concepts.

@@ -191,23 +191,21 @@ class LabelMapTeacher(DenseTeacher):
         digest.update(labels.to(torch.int64).cpu().contiguous().numpy().tobytes())
         return torch.Generator().manual_seed(int.from_bytes(digest.digest()[:8], "little"))
 
-    @torch.no_grad()
-    def dense_features(
-        self, image: Float[Tensor, "H W 3"], labels: Int[Tensor, "H W"] | None = None
-    ) -> Float[Tensor, "h w D"]:
-        """Tile features from ``labels`` (the image only fixes the size). All-unlabelled tiles are zero vectors."""
+    def tile_class_distribution(
+        self, image: Float[Tensor, "H W 3"], labels: Int[Tensor, "H W"] | None, num_classes: int
+    ) -> tuple[Float[Tensor, "h w C"], Float[Tensor, "h w 1"], torch.Generator]:
+        """Each tile's class distribution (its labelled pixels' histogram; ``label_noise`` replaces a tile's with one
+        random class), the valid-tile map (1 where a tile has a labelled pixel) and the view's noise generator,
+        which the caller goes on drawing from."""
         if labels is None:
             raise ValueError(
-                "LabelMapTeacher needs the image's label map (labels=...); the scene must have labels/<image>.png "
-                "for every training view (METHOD.md section 11), or use the dense CLIP teacher."
+                f"{type(self).__name__} needs the image's label map (labels=...); the scene must have "
+                "labels/<image>.png for every training view (METHOD.md section 11), or use the dense CLIP teacher."
             )
         if labels.ndim != 2 or labels.is_floating_point():
             raise ValueError(f"Label map must be an integer [H, W] tensor, got {labels.dtype} {tuple(labels.shape)}.")
         if tuple(labels.shape) != tuple(image.shape[:2]):
             raise ValueError(f"Label map is {tuple(labels.shape)} but its image is {tuple(image.shape[:2])}.")
-        cfg = self.config
-        embeddings = self.class_embeddings()  # [C, D]
-        num_classes = embeddings.shape[0]
         labels = labels.to(self.device, torch.int64)
         bad = labels[(labels != UNLABELLED) & ((labels < 0) | (labels >= num_classes))]
         if bad.numel() > 0:
@@ -229,13 +227,22 @@ class LabelMapTeacher(DenseTeacher):
         distribution = counts / totals.clamp(min=1)
 
         # Label noise: a tile's whole distribution becomes one random class.
-        flip = torch.rand(h * w, generator=generator).to(self.device) < cfg.label_noise
+        flip = torch.rand(h * w, generator=generator).to(self.device) < self.config.label_noise
         random_class = torch.randint(num_classes, (h * w,), generator=generator).to(self.device)
         flip &= valid
         distribution[flip] = F.one_hot(random_class[flip], num_classes).float()
+        return distribution.reshape(h, w, num_classes), valid.reshape(h, w, 1).float(), generator
 
-        features = (distribution @ embeddings.float()).reshape(h, w, -1)  # [h, w, D]
-        valid_map = valid.reshape(h, w, 1).float()
+    @torch.no_grad()
+    def dense_features(
+        self, image: Float[Tensor, "H W 3"], labels: Int[Tensor, "H W"] | None = None
+    ) -> Float[Tensor, "h w D"]:
+        """Tile features from ``labels`` (the image only fixes the size). All-unlabelled tiles are zero vectors."""
+        cfg = self.config
+        embeddings = self.class_embeddings()  # [C, D]
+        distribution, valid_map, generator = self.tile_class_distribution(image, labels, embeddings.shape[0])
+        h, w = distribution.shape[:2]
+        features = distribution @ embeddings.float()  # [h, w, D]
 
         # Boundary mixing: blend with the mean over the valid tiles of the 3x3 neighbourhood (self included).
         if cfg.boundary_mixing > 0:
