@@ -72,6 +72,7 @@ def test_laser_train_preset_on_a_cpu_machine_says_what_to_do(tiny_scene, tmp_pat
     args = [str(BIN / "laser-train"), "bed", "--data", str(tiny_scene), "--output-dir", str(tmp_path / "outputs")]
     result = subprocess.run(args, capture_output=True, text=True, timeout=300)
     assert result.returncode != 0
-    assert "laser-train: laser-paper trains on --machine.device-type cuda, but torch finds no CUDA device" in result.stderr
+    expected = "laser-train: laser-paper trains on --machine.device-type cuda, but torch finds no CUDA device"
+    assert expected in result.stderr
     assert CPU_FLAGS in result.stderr and "Traceback" not in result.stderr
     assert not (tmp_path / "outputs").exists()
