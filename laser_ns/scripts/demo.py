@@ -72,7 +72,7 @@ class Demo:
         _run(
             [
                 _tool("laser-eval"), "--load-config", str(config), "--output-dir", str(out / "eval"),
-                "--score-teacher", "True",
+                "--score-teacher",
             ]
         )  # fmt: skip
         video = out / "segmentation.mp4"
