@@ -26,6 +26,12 @@ TEACHER_ARGS = {
     "clip": ["--pipeline.teacher-type", "clip", "--pipeline.teacher.pretrained", "None",
              "--pipeline.teacher.allow-random-weights", "True"],
 }  # fmt: skip
+PAPER_PARTS = [
+    arg
+    for part in ("use-adapter", "use-transient-attention", "use-label-volume", "use-text-augmentation")
+    for arg in (f"--pipeline.model.{part}", "True")
+]
+"""Every part of the paper on (laser and laser-lite leave them out by default), so every phase exercises them."""
 
 
 def run(args: list[str]) -> subprocess.CompletedProcess:
@@ -52,7 +58,7 @@ def train_eval_render(scene: Path, out: Path, method: str, device: str, teacher:
         "--viewer.quit-on-train-completion", "True", "--machine.device-type", device,
         "--steps-per-eval-batch", "1000", "--steps-per-eval-image", "1000", "--steps-per-eval-all-images", "1000",
         "--pipeline.datamanager.teacher-image-scale", "1.0", "--pipeline.datamanager.language-patch-size", "64",
-        "--pipeline.datamanager.cache-dir", str(out / "cache"), *TEACHER_ARGS[teacher],
+        "--pipeline.datamanager.cache-dir", str(out / "cache"), *TEACHER_ARGS[teacher], *PAPER_PARTS,
     ])  # fmt: skip
     config = out / "e" / method / "run" / "config.yml"
     checkpoint = sorted((config.parent / "nerfstudio_models").glob("step-*.ckpt"))[-1]
