@@ -42,13 +42,9 @@ import numpy as np
 import torch
 import tyro
 
-ALL_PARTS: dict[str, object] = {
-    "use_adapter": True,
-    "use_self_cross": True,
-    "use_transient_attention": True,
-    "use_label_volume": True,
-    "use_text_augmentation": True,
-}
+from laser_ns.method_configs import PART_SWITCHES
+
+ALL_PARTS: dict[str, object] = dict.fromkeys(PART_SWITCHES, True)
 """The paper's parts on top of laser-lite's defaults (which leave them out), teacher features still centred."""
 
 VARIANTS: dict[str, dict[str, object]] = {

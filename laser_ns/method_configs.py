@@ -50,6 +50,15 @@ def _optimizers(grid_lr: float = 0.02, network_lr: float = 1e-4) -> dict[str, di
     }
 
 
+PART_SWITCHES = (
+    "use_adapter",
+    "use_self_cross",
+    "use_transient_attention",
+    "use_label_volume",
+    "use_text_augmentation",
+)
+"""The model's switches of the paper's parts (METHOD.md sections 5 and 6)."""
+
 MEASURED_DEFAULTS: dict[str, bool] = {
     "centre_teacher_features": True,
     "use_adapter": False,

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from laser_ns.method_configs import PART_SWITCHES
 from laser_ns.scripts.train_preset import (
     PRESET_DIR,
     PresetError,
@@ -46,13 +47,7 @@ def test_preset_holds_paper_values(scene):
     pipeline = config.pipeline
     mode, patch_size, patch_num, embed, w_rel, w_aug, w_self = PAPER[scene]
     assert config.method_name == "laser-paper"
-    for part in (
-        "use_adapter",
-        "use_self_cross",
-        "use_transient_attention",
-        "use_label_volume",
-        "use_text_augmentation",
-    ):
+    for part in PART_SWITCHES:
         assert getattr(pipeline.model, part), part  # the per-scene weights below are the paper's parts' weights
     assert not pipeline.model.centre_teacher_features
     assert pipeline.teacher.mode == mode
