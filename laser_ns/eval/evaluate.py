@@ -86,18 +86,15 @@ def squeeze_camera(camera: Cameras, width: int, height: int) -> Cameras:
 
 
 @torch.no_grad()
-def teacher_prediction(pipeline, dataset, idx: int, width: int, height: int) -> torch.Tensor:
+def teacher_prediction(pipeline, teacher_images, idx: int, width: int, height: int) -> torch.Tensor:
     """The teacher's own 2D segmentation of eval image ``idx`` at ``width x height``: each tile's closest class
-    (nearest back to pixels), from the image the teacher sees in training (``teacher_image_scale`` of the file)."""
-    from laser_ns.data.datamanager import LaserDataset
+    (nearest back to pixels). ``teacher_images`` is the eval dataset as the teacher sees it in training
+    (``teacher_image_scale`` of the files)."""
     from laser_ns.eval.consistency import teacher_segmentation
 
-    teacher = pipeline.teacher
-    images = LaserDataset(dataset._dataparser_outputs, scale_factor=pipeline.datamanager.config.teacher_image_scale)
-    image = images.get_image_float32(idx)[..., :3]
-    labels = images.label_map(idx, size=(image.shape[0], image.shape[1])) if teacher.needs_labels else None
-    if teacher.needs_labels:
-        teacher.set_class_names(list(pipeline.model.class_names))
+    teacher = pipeline.teacher  # a label-map teacher got the scene's class names when the pipeline was built
+    image = teacher_images.get_image_float32(idx)[..., :3]
+    labels = teacher_images.label_map(idx, size=(image.shape[0], image.shape[1])) if teacher.needs_labels else None
     features = teacher.dense_features(image.to(teacher.device), labels)
     text = pipeline.model.predictor.class_text.to(features.device)
     return teacher_segmentation(features.float(), text.float(), height, width).cpu()
@@ -131,6 +128,11 @@ def evaluate_pipeline(
     file_cameras = dataset._dataparser_outputs.cameras
     model.eval()
     views, teacher_views = [], []
+    if score_teacher:
+        from laser_ns.data.datamanager import LaserDataset
+
+        scale = pipeline.datamanager.config.teacher_image_scale
+        teacher_images = LaserDataset(dataset._dataparser_outputs, scale_factor=scale)
     for idx in range(len(dataset)):
         image_index = dataset.metadata["image_indices"][idx]
         if image_index not in annotated:
@@ -151,7 +153,7 @@ def evaluate_pipeline(
         view = view_metrics(pred, mask_values, protocol)
         views.append({"image_index": image_index, **view})
         if score_teacher:
-            teacher_pred = teacher_prediction(pipeline, dataset, idx, width, height)
+            teacher_pred = teacher_prediction(pipeline, teacher_images, idx, width, height)
             teacher_views.append(view_metrics(teacher_pred, mask_values, protocol))
         if output_dir is not None:
             masks = masks_from_values(mask_values, protocol).permute(1, 2, 0)  # [h, w, C]

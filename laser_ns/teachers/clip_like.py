@@ -189,21 +189,9 @@ class ClipLikeTeacher(LabelMapTeacher):
         return self.config.text.dim
 
     def identity(self) -> dict[str, Any]:
-        cfg = self.config
-        return {
-            "teacher": "clip_like",
-            "format": _FEATURE_FORMAT,
-            "class_names": self.class_names,
-            "text": dataclasses.asdict(cfg.text),
-            "tile_size": cfg.tile_size,
-            **{
-                name: getattr(cfg, name)
-                for name in (
-                    "modality_gap", "text_alignment", "colour_bias", "texture_bias", "context_blur", "view_noise",
-                    "view_noise_scale", "label_noise", "feature_noise", "seed",
-                )
-            },
-        }  # fmt: skip
+        """Every setting of the config (so a new option can never be left out of the cache key) and the classes."""
+        settings = {k: v for k, v in dataclasses.asdict(self.config).items() if k != "_target"}
+        return {"teacher": "clip_like", "format": _FEATURE_FORMAT, "class_names": self.class_names, **settings}
 
     def encode_text(self, prompts: Sequence[str]) -> Float[Tensor, "C D"]:
         """Structured embeddings: any prompt means something (its words), unlike hashed text."""
