@@ -56,8 +56,21 @@ class FeatureCentring(nn.Module):
         return self.mean.to(features) + self.spread.to(features) * F.normalize(features, dim=-1)
 
 
+_PIPELINE_MODEL = "_model."
+"""Where a nerfstudio ``Pipeline`` keeps its model: the prefix of every model key in a pipeline's checkpoint."""
+
+
 def _identity_when_missing(module: FeatureCentring, state_dict: dict, prefix: str, *args) -> None:
-    """A checkpoint from before centring has no buffers: load the identity (mean 0, spread 1)."""
+    """A checkpoint from before centring has no buffers: load the identity (mean 0, spread 1).
+
+    Not when the load reaches the centring through a pipeline's ``_model.``: ``Pipeline.load_state_dict`` first loads
+    the model from the ``_model.`` keys (here with the model as root, so the prefix has no ``_model.``), then the
+    whole pipeline from the other keys, none of the model's. Filling the identity then would undo the centring just
+    loaded. The hook cannot tell that case from an old checkpoint by the keys: torch hands each module's hooks only the
+    keys under its own prefix, and both dicts have none.
+    """
+    if f".{_PIPELINE_MODEL}" in f".{prefix}":
+        return
     if prefix + "mean" not in state_dict:
         state_dict[prefix + "mean"] = torch.zeros_like(module.mean)
     if prefix + "spread" not in state_dict:
