@@ -15,8 +15,15 @@ parameter of :class:`ClipLikeTeacherConfig` names the fact it imitates:
   colour words) and its texture, so tiles of colour-similar classes get correlated features;
 - **blur across tile boundaries**: each tile's class content is a Gaussian-weighted mix of its neighbours' (ViT patch
   tokens attend to their context);
+- **large regions bleeding into small ones**: a tile whose classes cover little of its wider surroundings takes on
+  part of those surroundings' content, so small objects are dominated by the large region around them (a patch
+  token's attention is mostly spent on the many tokens of the big region);
+- **view-consistent confusion**: each class's tiles carry a fixed offset on every class's weight, drawn from the seed
+  and the class names and the same in every view (an object looks alike from nearby viewpoints, so dense CLIP confuses
+  it with the same wrong class each time, and multi-view fusion cannot average that out);
 - **view-dependent noise**: spatially correlated blobs of feature noise plus per-tile noise and wrong-class tiles, all
-  different in every view (dense CLIP's mistakes change with the viewpoint, which multi-view fusion can average out).
+  different in every view (the part of dense CLIP's mistakes that changes with the viewpoint and that multi-view
+  fusion can average out).
 
 It is a simulation: what it reproduces is the *structure* of dense CLIP's errors, calibrated so that its own 2D
 segmentation of the generated scenes is about as imperfect as dense CLIP's on real scenes (benchmarks/RESULTS.md,
@@ -24,6 +31,7 @@ segmentation of the generated scenes is about as imperfect as dense CLIP's on re
 """
 
 import dataclasses
+import hashlib
 import math
 import re
 from collections.abc import Sequence
@@ -39,7 +47,7 @@ from laser_ns.teachers.base import DenseTeacherConfig, resize_image_to_tiles
 from laser_ns.teachers.label_map import LabelMapTeacher
 from laser_ns.teachers.text import hashed_text_embedding
 
-_FEATURE_FORMAT = 1
+_FEATURE_FORMAT = 2
 """Bumped whenever the simulated features change (invalidates feature caches)."""
 
 COLOUR_WORDS: dict[str, tuple[float, float, float]] = {
@@ -123,6 +131,22 @@ def word_vector(word: str, dim: int) -> Float[Tensor, " D"]:
     return _unit(f"word/{word}", dim)
 
 
+def _hashed_normal(key: str) -> float:
+    """A fixed standard normal sample named ``key`` (sha256 and Box-Muller: stable across machines and torch)."""
+    digest = hashlib.sha256(f"laser_ns/clip-like/{key}".encode()).digest()
+    u1, u2 = (((int.from_bytes(digest[i : i + 8], "little") >> 11) + 0.5) / 2.0**53 for i in (0, 8))
+    return math.sqrt(-2.0 * math.log(u1)) * math.cos(2.0 * math.pi * u2)
+
+
+def consistent_confusion_matrix(names: Sequence[str], seed: int) -> Float[Tensor, "C C"]:
+    """Row c: the fixed standard-normal offset that the tiles of class ``names[c]`` get on each class's weight.
+
+    Each entry is drawn from the seed and the two class names only, so it is the same in every view and does not
+    change when other classes are added to the scene.
+    """
+    return torch.tensor([[_hashed_normal(f"confusion/{seed}/{a}\0{b}") for b in names] for a in names])
+
+
 @dataclass
 class ClipLikeTeacherConfig(DenseTeacherConfig):
     """Simulated dense CLIP: label maps and images in, CLIP-like tile features out (a calibrated simulation)."""
@@ -147,7 +171,17 @@ class ClipLikeTeacherConfig(DenseTeacherConfig):
     context_blur: float = 1.0
     """Standard deviation, in tiles, of the Gaussian that mixes each tile's class content with its neighbours'
     (patch tokens attend to their context, so dense CLIP's maps are blurred across object edges)."""
-    view_noise: float = 0.3
+    region_bleed: float = 0.5
+    """Largest share of a tile's class content replaced by its wide surroundings' (region_bleed_scale), scaled by
+    how little of those surroundings its own classes cover: dense CLIP lets large regions bleed into small objects
+    (their patch tokens attend mostly to the many tokens of the big region), so small objects are harder than large."""
+    region_bleed_scale: float = 3.0
+    """Standard deviation, in tiles, of the wide Gaussian that measures a tile's surroundings for region_bleed."""
+    consistent_confusion: float = 0.15
+    """Std of fixed offsets on every class's weight in the tiles of each class (one per pair of class names, from the
+    seed), the same in every view: dense CLIP confuses an object with the same wrong class from every nearby viewpoint,
+    so this part of its error survives multi-view fusion (equal to view_noise: half the confusion variance)."""
+    view_noise: float = 0.15
     """Std of spatially correlated noise on each class's weight in a tile, new in every view: dense CLIP confuses
     concepts in blobs that change with the viewpoint (a tile's true class has weight 1)."""
     view_noise_scale: float = 4.0
@@ -157,7 +191,8 @@ class ClipLikeTeacherConfig(DenseTeacherConfig):
     feature_noise: float = 0.3
     """Std of independent per-tile noise (its norm, relative to the unit class content)."""
     seed: int = 0
-    """Seed of every noise; mixed with a hash of each label map, so each view gets its own."""
+    """Seed of every noise: mixed with a hash of each label map for the view-dependent ones (each view gets its own)
+    and with the class names for the consistent confusion."""
 
 
 class ClipLikeTeacher(LabelMapTeacher):
@@ -172,11 +207,19 @@ class ClipLikeTeacher(LabelMapTeacher):
     def _check_config(config: ClipLikeTeacherConfig) -> None:  # type: ignore[override]
         """Refuse values outside their range, naming the option."""
         names = ("modality_gap", "text_alignment", "colour_bias", "texture_bias", "context_blur", "view_noise")
-        for name in (*names, "feature_noise"):
+        for name in (*names, "consistent_confusion", "feature_noise"):
             if getattr(config, name) < 0:
                 raise ValueError(f"ClipLikeTeacher {name} must be >= 0, got {getattr(config, name)}.")
         if not 0.0 <= config.label_noise <= 1.0:
             raise ValueError(f"ClipLikeTeacher label_noise is a probability in [0, 1], got {config.label_noise}.")
+        if not 0.0 <= config.region_bleed <= 1.0:
+            raise ValueError(
+                f"ClipLikeTeacher region_bleed is a share of a tile's content in [0, 1], got {config.region_bleed}."
+            )
+        if config.region_bleed_scale < 1:
+            raise ValueError(
+                f"ClipLikeTeacher region_bleed_scale is in tiles and must be >= 1, got {config.region_bleed_scale}."
+            )
         if config.view_noise_scale < 1:
             raise ValueError(
                 f"ClipLikeTeacher view_noise_scale is in tiles and must be >= 1, got {config.view_noise_scale}."
@@ -214,9 +257,9 @@ class ClipLikeTeacher(LabelMapTeacher):
         ).to(self.device)
         return cfg.colour_bias * weights @ colour_vectors + cfg.texture_bias * texture
 
-    def _blur(self, values: Float[Tensor, "h w K"], valid: Float[Tensor, "h w 1"]) -> Float[Tensor, "h w K"]:
-        """Gaussian mix (``context_blur`` tiles) of each valid tile with its valid neighbours."""
-        sigma = self.config.context_blur
+    @staticmethod
+    def _blur(values: Float[Tensor, "h w K"], valid: Float[Tensor, "h w 1"], sigma: float) -> Float[Tensor, "h w K"]:
+        """Gaussian mix (std ``sigma`` tiles) of each valid tile with its valid neighbours."""
         if sigma <= 0:
             return values
         radius = max(1, math.ceil(2.5 * sigma))
@@ -244,9 +287,23 @@ class ClipLikeTeacher(LabelMapTeacher):
         # 1. Class distribution of each tile's pixels, with wrong-class tiles; blur across tiles.
         distribution, valid, generator = self.tile_class_distribution(image, labels, num_classes)
         h, w = distribution.shape[:2]
-        distribution = self._blur(distribution, valid)
+        tiles = distribution
+        distribution = self._blur(tiles, valid, cfg.context_blur)
 
-        # 2. View-dependent confusion: spatially correlated blobs of noise on each class's weight. Isotropic noise in
+        # 2. Size-dependent bleeding: a tile takes on its wide surroundings' content in proportion to how little of
+        # those surroundings its own classes cover, so a large region hardly moves and a small object inside it does.
+        if cfg.region_bleed > 0:
+            surroundings = self._blur(tiles, valid, cfg.region_bleed_scale)  # local area fraction of each class
+            own_share = (tiles * surroundings).sum(dim=-1, keepdim=True)  # [h, w, 1]
+            bleed = cfg.region_bleed * (1 - own_share).clamp(0, 1)
+            distribution = (1 - bleed) * distribution + bleed * surroundings
+
+        # 3. View-consistent confusion: each class's tiles get the same offsets on every class's weight in every view.
+        if cfg.consistent_confusion > 0:
+            offsets = consistent_confusion_matrix(names, cfg.seed).to(self.device)  # [C, C], row = true class
+            distribution = distribution + cfg.consistent_confusion * tiles @ offsets
+
+        # 4. View-dependent confusion: spatially correlated blobs of noise on each class's weight. Isotropic noise in
         # 512 dimensions would barely move a tile between two classes; CLIP's mistakes are confusions between concepts.
         if cfg.view_noise > 0:
             coarse = (math.ceil(h / cfg.view_noise_scale) + 1, math.ceil(w / cfg.view_noise_scale) + 1)
@@ -254,7 +311,7 @@ class ClipLikeTeacher(LabelMapTeacher):
             blobs = F.interpolate(blobs, size=(h, w), mode="bicubic", align_corners=True)[0].permute(1, 2, 0)
             distribution = distribution + cfg.view_noise * blobs * valid
 
-        # 3. Class content, the two modality directions, colour and texture, per-tile noise.
+        # 5. Class content, the two modality directions, colour and texture, per-tile noise.
         content = torch.stack([cfg.text.content(name) for name in names]).to(self.device)  # [C, D]
         features = distribution @ content  # [h, w, D]
         features = features + cfg.modality_gap * _unit("modality/image", dim).to(self.device)

@@ -1,5 +1,7 @@
 """The CLIP-like teacher: each simulated property of dense CLIP, one test each (laser_ns/teachers/clip_like.py)."""
 
+import dataclasses
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -8,8 +10,15 @@ from laser_ns.data.semantics import UNLABELLED
 from laser_ns.teachers.clip_like import ClipLikeTeacherConfig, StructuredTextEncoder
 
 NAMES = ["floor", "green ball", "red apple", "red mug", "wooden table"]
-QUIET = {"view_noise": 0.0, "label_noise": 0.0, "feature_noise": 0.0, "context_blur": 0.0}
-"""The teacher without its per-view noise and blur: what is left is deterministic structure."""
+QUIET = {
+    "view_noise": 0.0,
+    "consistent_confusion": 0.0,
+    "label_noise": 0.0,
+    "feature_noise": 0.0,
+    "context_blur": 0.0,
+    "region_bleed": 0.0,
+}
+"""The teacher without its noise, confusions, blur and bleeding: what is left is deterministic structure."""
 
 
 def _teacher(**overrides):
@@ -84,6 +93,54 @@ def test_context_blur_mixes_only_near_edges():
     assert (blurred[:, 9] - sharp[:, 9]).norm(dim=-1).min() > 1e-3  # the tile next to the edge
 
 
+def _margin_errors(labels: torch.Tensor, names: list[str], **overrides) -> torch.Tensor:
+    """Per (true class, other class): mean over the true class's tiles of the other class's score minus its own,
+    less the same without confusion (the deterministic structure of the text embeddings)."""
+
+    def margins(teacher) -> torch.Tensor:
+        features = teacher.dense_features(_grey(labels.shape), labels)
+        scores = features @ teacher.class_embeddings().T  # [h, w, C]
+        tiles = labels[::4, ::4]
+        rows = [(scores[tiles == c] - scores[tiles == c][:, c : c + 1]).mean(dim=0) for c in range(len(names))]
+        return torch.stack(rows)  # [C, C]
+
+    quiet = {**QUIET, "view_noise": 0.15}
+    noisy = margins(ClipLikeTeacherConfig(**{**quiet, **overrides}).setup(class_names=names))
+    errors = noisy - margins(ClipLikeTeacherConfig(**QUIET).setup(class_names=names))
+    return errors[~torch.eye(len(names), dtype=torch.bool)]  # the wrong-class pairs
+
+
+def test_consistent_confusion_repeats_across_views():
+    names = [f"object {k}" for k in range(10)]
+    stripes = torch.arange(80) // 8  # ten vertical stripes of 2 tiles
+    view_a = stripes.expand(40, 80).clone()
+    view_b = torch.roll(view_a.flip(1), 3 * 8, dims=1)  # another view: the classes elsewhere, other view noise
+
+    def correlation(strength: float) -> float:
+        a = _margin_errors(view_a, names, consistent_confusion=strength)
+        b = _margin_errors(view_b, names, consistent_confusion=strength)
+        return float(torch.corrcoef(torch.stack([a, b]))[0, 1])
+
+    # Half the confusion variance is the same in both views; without it the two views' errors are unrelated.
+    assert correlation(0.15) > 0.5
+    assert abs(correlation(0.0)) < 0.25
+
+
+def test_region_bleed_takes_more_from_small_objects():
+    def own_margin(size: int, bleed: float) -> float:
+        labels = torch.zeros(120, 160, dtype=torch.int64)  # floor
+        top, left = 60 - 4 * (size // 2), 80 - 4 * (size // 2)
+        labels[top : top + 4 * size, left : left + 4 * size] = 1  # a green ball of size x size tiles
+        teacher = _teacher(**{**QUIET, "region_bleed": bleed})
+        scores = teacher.dense_features(_grey((120, 160)), labels)[15, 20] @ teacher.class_embeddings().T
+        return float(scores[1] - torch.cat([scores[:1], scores[2:]]).max())
+
+    gaps = [own_margin(15, bleed) - own_margin(3, bleed) for bleed in (0.0, 0.25, 0.5, 1.0)]
+    assert abs(gaps[0]) < 1e-5  # no bleeding: a pure tile is a pure tile, whatever its object's size
+    assert 0 < gaps[1] < gaps[2] < gaps[3]  # the small object loses more, and more with the option
+    assert own_margin(3, 1.0) < 0.5 * own_margin(3, 0.0)
+
+
 def test_noise_differs_per_view_and_repeats_per_view():
     teacher = _teacher()
     view_a, view_b = _halves(0, 4), _halves(0, 4)
@@ -105,12 +162,32 @@ def test_grid_is_40_by_30_at_160_by_120_and_unlabelled_tiles_are_empty():
 
 
 def test_identity_changes_with_every_setting():
+    default = ClipLikeTeacherConfig()
     base = _teacher().identity()
-    for name, value in [("colour_bias", 0.1), ("view_noise", 0.1), ("tile_size", 8), ("seed", 3)]:
-        assert _teacher(**{name: value}).identity() != base, name
+    for option in dataclasses.fields(ClipLikeTeacherConfig):
+        value = getattr(default, option.name)
+        if option.name == "_target":
+            continue
+        if isinstance(value, StructuredTextEncoder):
+            changed = dataclasses.replace(value, phrasing=value.phrasing / 2)
+        elif isinstance(value, int):
+            changed = value + 1
+        else:
+            changed = value / 2 if value else 0.1  # stays in every option's range
+        assert _teacher(**{option.name: changed}).identity() != base, option.name
 
 
-@pytest.mark.parametrize("name,value", [("colour_bias", -1.0), ("label_noise", 1.5), ("view_noise_scale", 0.5)])
+@pytest.mark.parametrize(
+    "name,value",
+    [
+        ("colour_bias", -1.0),
+        ("label_noise", 1.5),
+        ("view_noise_scale", 0.5),
+        ("consistent_confusion", -0.1),
+        ("region_bleed", 1.5),
+        ("region_bleed_scale", 0.5),
+    ],
+)
 def test_bad_settings_name_the_option(name, value):
     with pytest.raises(ValueError, match=name):
         _teacher(**{name: value})
