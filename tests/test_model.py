@@ -244,13 +244,16 @@ def test_dense_clip_teacher_trains_and_stays_out_of_checkpoints(tiny_scene, tmp_
     assert not any("visual" in k or "resblocks" in k for k in state)
 
 
-@pytest.mark.parametrize("mode", ["mutual", "detached"])
+@pytest.mark.parametrize("mode", ["balanced", "reference", "detached"])
 def test_classification_loss_reaches_exactly_its_parameters(tiny_scene, mode):
-    """mutual: the feature field (grid, MLP, head), transient attention, adapter, label volume and its scale;
-    detached: the label volume side only. Never the radiance field or the proposal networks."""
+    """balanced and reference: the feature field (grid, MLP, head), transient attention, adapter, label volume (and
+    its scale, which the reference's unscaled scores do not use); detached: the label volume side only. Never the
+    radiance field or the proposal networks."""
     torch.manual_seed(0)
     pipeline = build(tiny_scene, label_volume_loss=mode)
     model = pipeline.model
+    with torch.no_grad():  # the residual attention starts at zero (no gradient behind out_proj); as after some steps
+        model.transient_attention.out_proj.weight.normal_(std=0.01)
     model.train()
     model.schedule.set_step(model.schedule.phases.self_cross_start)  # F' = adapter(F): the adapter is on both sides
     _, loss_dict, _ = pipeline.get_train_loss_dict(model.schedule.phases.self_cross_start)
@@ -261,6 +264,8 @@ def test_classification_loss_reaches_exactly_its_parameters(tiny_scene, mode):
         return {n: p.grad is not None and bool(p.grad.abs().sum() > 0) for n, p in module.named_parameters()}
 
     label_side = reached(model.label_volume)
+    if mode == "reference":
+        assert not label_side.pop("log_scale")
     assert all(label_side.values()), label_side  # grid, linear, log_scale
     feature_side = {
         **{f"language_field.{n}": r for n, r in reached(model.language_field).items()},
@@ -269,7 +274,7 @@ def test_classification_loss_reaches_exactly_its_parameters(tiny_scene, mode):
     }
     assert any(n.startswith("language_field.grid") for n in feature_side)
     assert any(n.startswith("language_field.hidden") for n in feature_side)
-    if mode == "mutual":
+    if mode != "detached":
         assert all(feature_side.values()), {n: r for n, r in feature_side.items() if not r}
     else:
         assert not any(feature_side.values()), {n: r for n, r in feature_side.items() if r}

@@ -24,6 +24,7 @@ def language_loss_dict(
     class_text_aug: Float[Tensor, "C D"],
     self_cross: bool,
     restore: Callable[[Tensor], Tensor] | None = None,
+    patch_shape: tuple[int, int, int] | None = None,
 ) -> dict[str, Tensor]:
     """Weighted ``*_loss`` terms from the rendered features F, the teacher features G and the label distributions.
 
@@ -32,8 +33,10 @@ def language_loss_dict(
 
     ``config`` is the model's (``LaserModelConfig``): loss weights and ablation switches. ``self_cross`` says whether
     the schedule has reached self-cross training (``use_self_cross`` still decides whether it is used).
-    ``restore`` maps features of the distilled space back to CLIP's, where the text losses compare them with text
-    (the model's feature centring; None: the features are CLIP's already).
+    ``restore`` maps features of the distilled space to the space text is scored in, where the text losses compare
+    them with text (the model's scoring space; None: the features are scored as they are).
+    ``patch_shape`` is the language rays' layout ``(patches, rows, cols)``, which the reference classification loss
+    needs.
     """
     restore = restore or (lambda x: x)
     cfg = config
@@ -65,10 +68,19 @@ def language_loss_dict(
     # Label volume: classification over the scene's classes, coupled to the class distributions of F', Ga and
     # their mean (the mean of the unit features, as the reference computes it).
     if label_distribution is not None and label_volume is not None and has_classes:
-        label_logits = label_volume.class_logits(label_distribution, class_text, cfg.tau)  # [N, C]
-        student_clip, teacher_clip = restore(student), restore(teacher_adapted)
-        mean = (F.normalize(student_clip, dim=-1) + F.normalize(teacher_clip, dim=-1)) / 2
-        result["classification_loss"] = cfg.classification_loss_mult * losses.label_volume_classification_loss(
-            label_logits, [student_clip, teacher_clip, mean], class_text, tau=cfg.tau, mode=cfg.label_volume_loss
-        )
+        student_clip = F.normalize(restore(student), dim=-1)
+        teacher_clip = F.normalize(restore(teacher_adapted), dim=-1)
+        feats = [student_clip, teacher_clip, (student_clip + teacher_clip) / 2]
+        if cfg.label_volume_loss == "reference":
+            if patch_shape is None:
+                raise ValueError("The reference classification loss needs the language rays' patch layout.")
+            classification = losses.reference_classification_loss(
+                label_distribution @ class_text.T, feats, class_text, cfg.tau, patch_shape
+            )
+        else:
+            label_logits = label_volume.class_logits(label_distribution, class_text, cfg.tau)  # [N, C]
+            classification = losses.label_volume_classification_loss(
+                label_logits, feats, class_text, cfg.tau, cfg.label_volume_loss, cfg.label_volume_strength
+            )
+        result["classification_loss"] = cfg.classification_loss_mult * classification
     return result

@@ -89,8 +89,12 @@ def soft_cross_entropy(logits: Tensor, target_probs: Tensor, dim: int) -> Float[
     return -(target_probs * torch.log_softmax(logits, dim=dim)).sum(dim=dim).mean()
 
 
-LabelVolumeLoss = Literal["mutual", "detached"]
+LabelVolumeLoss = Literal["balanced", "reference", "detached"]
 """How the classification loss couples the label volume and the features (see label_volume_classification_loss)."""
+
+REFERENCE_STRENGTH_RATIO = (0.02, 0.04)
+"""The reference's classification gradient on the rendered features, as a fraction of the distillation gradient
+(train_seg.py of xingy038/Laser, measured on its numerics): the label volume is a gentle regulariser there."""
 
 
 def label_volume_classification_loss(
@@ -98,33 +102,89 @@ def label_volume_classification_loss(
     feats_list: Sequence[Float[Tensor, "N D"]],
     text: Float[Tensor, "C D"],
     tau: float = 0.2,
-    mode: LabelVolumeLoss = "mutual",
+    mode: LabelVolumeLoss = "balanced",
+    strength: float = 1.0,
 ) -> Float[Tensor, ""]:
-    """Classification with the label volume (METHOD.md section 6): 2 x len(feats_list) soft cross-entropies, summed.
+    """Classification with the label volume (METHOD.md section 6), in its clean form: proper soft cross-entropies.
 
     For each feature set f (the caller passes F', Ga and their mean), the feature logits are `cos(f, t_c) / tau`;
     `label_logits` are the label volume's scaled class scores (:meth:`LabelVolume.class_logits`). Each pair is
-    compared two ways: over classes for each ray (softmax over C) and over rays for each class (softmax over N).
+    compared two ways, over classes for each ray (softmax over C) and over rays for each class (softmax over N), and
+    the two are averaged, as the reference pairs them.
 
-    - ``"mutual"`` (the paper's direction): the feature logits are the cross-entropy's input and the label
-      volume's distribution `softmax(label_logits)` its target, neither detached: the features are pulled toward
-      the label volume's classes and the label volume (and its scale) toward the features' most likely classes.
+    - ``"balanced"`` (the paper's direction): the feature logits are the cross-entropy's input and the label volume's
+      distribution `softmax(label_logits)` its target, neither detached, so the features and the label volume pull on
+      each other. The sum is multiplied by ``strength``. The gradient of a soft cross-entropy on its logits is
+      bounded (a difference of two distributions), so ``strength`` bounds the pull on the features whatever the
+      label volume's scale; Adam makes it irrelevant to the label volume's own grids, which only this loss trains.
+      At ``strength`` 1 this is the old "mutual" loss, 35 to 180x the reference's pull (benchmarks/RESULTS.md).
     - ``"detached"``: the label logits are the input and the feature distributions fixed targets; only the label
-      volume (and its scale) learns, by fitting the features' distributions.
+      volume (and its scale) learns, by fitting the features' distributions (times ``strength``).
+
+    The reference's exact numerics are :func:`reference_classification_loss`.
     """
     if len(feats_list) == 0:
         raise ValueError("label_volume_classification_loss needs at least one feature set in feats_list.")
-    if mode not in ("mutual", "detached"):
-        raise ValueError(f"Unknown label volume loss mode {mode!r}; choose 'mutual' or 'detached'.")
+    if mode not in ("balanced", "detached"):
+        raise ValueError(
+            f"Unknown label volume loss mode {mode!r} here; choose 'balanced' or 'detached' "
+            "('reference' is reference_classification_loss)."
+        )
     total = label_logits.new_zeros(())
     for feats in feats_list:
         feature_logits = cosine_scores(feats, text) / tau  # [N, C]
         for dim in (1, 0):  # 1: over classes, per ray; 0: over rays, per class
-            if mode == "mutual":
-                total = total + soft_cross_entropy(feature_logits, torch.softmax(label_logits, dim=dim), dim=dim)
+            if mode == "balanced":
+                term = soft_cross_entropy(feature_logits, torch.softmax(label_logits, dim=dim), dim=dim)
             else:
                 target = torch.softmax(feature_logits.detach(), dim=dim)
-                total = total + soft_cross_entropy(label_logits, target, dim=dim)
+                term = soft_cross_entropy(label_logits, target, dim=dim)
+            total = total + term / 2
+    return strength * total
+
+
+def reference_classification_loss(
+    label_scores: Float[Tensor, "N C"],
+    unit_feats_list: Sequence[Float[Tensor, "N D"]],
+    text: Float[Tensor, "C D"],
+    tau: float,
+    patch_shape: tuple[int, int, int],
+) -> Float[Tensor, ""]:
+    """The released code's classification loss, numerics included (train_seg.py of xingy038/Laser).
+
+    ``label_scores`` are the label volume's unscaled scores `s @ T^T` (about +-0.004), ``unit_feats_list`` the
+    features exactly as the reference forms them (F' and Ga normalised, and their plain average, not re-normalised),
+    ``patch_shape`` the layout ``(patches, rows, cols)`` of the N language rays. What the reference does, kept here as
+    it is because it is what produced the paper's numbers:
+
+    - the feature scores `f @ T^T / tau` are log-softmaxed over classes (and `T f^T / tau` over rays), then
+      reshaped to ``[B, h, w, C]`` (the over-rays map is a ``[C, N]`` array read in that shape, which scrambles it);
+    - ``F.cross_entropy`` reads axis 1 (the patch rows ``h``) as the class axis, and takes the raw scores
+      `s @ T^T` (and `T s^T`, scrambled alike) as "probabilities", neither detached.
+
+    Its gradient on the features is 2 to 4% of the distillation gradient (:data:`REFERENCE_STRENGTH_RATIO`).
+    """
+    num_patches, rows, cols = patch_shape
+    n = label_scores.shape[0]
+    if num_patches * rows * cols != n:
+        raise ValueError(
+            f"The reference classification loss needs whole patches: {n} language rays do not form the patch layout "
+            f"{patch_shape}. Some tiles were dropped (no teacher signal); use --pipeline.model.label-volume-loss "
+            "balanced for this scene."
+        )
+    layout = (num_patches, rows, cols, -1)
+    target = label_scores.reshape(layout)
+    target_t = label_scores.T.reshape(layout)  # [C, N] read as [B, h, w, C], as the reference does
+    total = label_scores.new_zeros(())
+    for feats in unit_feats_list:
+        scores = feats @ text.T  # [N, C]
+        log_p = torch.log_softmax(scores / tau, dim=1).reshape(layout)
+        log_p_t = torch.log_softmax(scores.T / tau, dim=1).reshape(layout)
+        total = (
+            total
+            + (torch.nn.functional.cross_entropy(log_p, target) + torch.nn.functional.cross_entropy(log_p_t, target_t))
+            / 2
+        )
     return total
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Union
+from typing import Literal, Union
 
 import torch
 import torch.nn.functional as F
@@ -75,6 +75,13 @@ class LaserDataManagerConfig(VanillaDataManagerConfig):
     """Cast each tile's ray through a random point of the tile instead of its centre. The tile feature describes the
     whole tile, and the tile grid is fixed per image, so centre rays would only ever supervise one point per tile:
     jittered rays let the views' overlapping tiles pin class edges down to below a tile."""
+    language_patch_sampling: Literal["uniform", "balanced"] = "uniform"
+    """Where the crops are cut. 'uniform': random images and positions (the reference). 'balanced': the teacher's
+    tiles are clustered by their features (k-means, no labels needed) and each crop is centred on a tile of a cluster
+    drawn uniformly, so small objects' tiles are seen about as often as the wall's."""
+    language_patch_clusters: int = 16
+    """Clusters of teacher tiles for 'balanced' sampling (more than the scene's objects: a cluster per object part
+    is harmless, two objects in one cluster are sampled by their share)."""
     cache_dir: Path | None = None
     """Where teacher features are cached; default: <data>/laser_cache."""
 
@@ -96,6 +103,7 @@ class LaserDataManager(VanillaDataManager[LaserDataset]):
     ) -> None:
         self.__dict__["teacher"] = teacher  # owned by the pipeline; not a submodule, so never saved
         self.tile_features: list[Tensor] = []
+        self.tile_clusters: list[Tensor] = []  # per cluster, the [M, 3] (image, row, col) of its tiles
         super().__init__(
             config, device=device, test_mode=test_mode, world_size=world_size, local_rank=local_rank, **kwargs
         )
@@ -110,6 +118,13 @@ class LaserDataManager(VanillaDataManager[LaserDataset]):
         # only a training run needs teacher targets; eval and rendering load a checkpoint instead
         if self.teacher is not None and self.test_mode == "val":
             self.tile_features = self._teacher_features()
+            if self.config.language_patch_sampling == "balanced" and self.tile_features:
+                self.tile_clusters = cluster_tiles(self.tile_features, self.config.language_patch_clusters)
+            elif self.config.language_patch_sampling not in ("uniform", "balanced"):
+                raise ValueError(
+                    f"Unknown --pipeline.datamanager.language-patch-sampling {self.config.language_patch_sampling!r}; "
+                    "choose 'uniform' or 'balanced'."
+                )
 
     # ------------------------------------------------------------------ teacher
     def _teacher_features(self) -> list[Tensor]:
@@ -202,11 +217,12 @@ class LaserDataManager(VanillaDataManager[LaserDataset]):
         coords = indices[:, 1:].float() + 0.5  # pixel centres
         language = torch.zeros(len(indices), 1, dtype=torch.bool, device=indices.device)
         if with_language and self.tile_features:
-            lang_cameras, lang_coords, clip = self._sample_patches()
+            lang_cameras, lang_coords, clip, patch_shape = self._sample_patches()
             camera_indices = torch.cat([camera_indices, lang_cameras.to(camera_indices)])
             coords = torch.cat([coords, lang_coords.to(coords)])
             language = torch.cat([language, language.new_ones(len(lang_cameras), 1)])
             batch["clip"] = clip.to(self.device)
+            batch["language_patch_shape"] = patch_shape  # (patches, rows, cols) of the language rays, in order
         cameras = self.train_ray_generator.cameras
         ray_bundle = cameras.generate_rays(
             camera_indices=camera_indices.to(cameras.device), coords=coords.to(cameras.device)
@@ -214,8 +230,12 @@ class LaserDataManager(VanillaDataManager[LaserDataset]):
         ray_bundle.metadata["language"] = language.to(ray_bundle.origins.device)
         return ray_bundle, batch
 
-    def _sample_patches(self) -> tuple[Int[Tensor, "N 1"], Float[Tensor, "N 2"], Float[Tensor, "N D"]]:
-        """Random tile-aligned crops: camera index, pixel coordinates in the tile and teacher feature per ray.
+    def _sample_patches(
+        self,
+    ) -> tuple[Int[Tensor, "N 1"], Float[Tensor, "N 2"], Float[Tensor, "N D"], tuple[int, int, int]]:
+        """Random tile-aligned crops: camera index, pixel coordinates in the tile and teacher feature per ray, and the
+        crops' layout ``(patches, rows, cols)`` (rays in patch-major, row-major order; tiles without teacher signal
+        are dropped, after which the rays no longer fill that layout).
 
         Everything is made on the device of the cached features, so the validity mask below indexes tensors of its
         own device (on a GPU, a CUDA mask cannot index CPU tensors).
@@ -223,14 +243,27 @@ class LaserDataManager(VanillaDataManager[LaserDataset]):
         tile_px = max(1, self.config.language_patch_size // self.teacher.tile_size)
         dataset = self.train_dataset
         device = self.tile_features[0].device
-        image_ids = torch.randint(len(self.tile_features), (self.config.language_patches_per_step,))
+        num_patches = self.config.language_patches_per_step
+        if self.tile_clusters:
+            # a cluster drawn uniformly, one of its tiles at random: the crop's centre
+            chosen = torch.randint(len(self.tile_clusters), (num_patches,)).tolist()
+            centres = [self.tile_clusters[c][int(torch.randint(len(self.tile_clusters[c]), ()))] for c in chosen]
+            image_ids = torch.stack([c[0] for c in centres]).cpu()
+        else:
+            centres = None
+            image_ids = torch.randint(len(self.tile_features), (num_patches,))
         cameras, coords, feats = [], [], []
-        for image_id in image_ids.tolist():
+        for patch, image_id in enumerate(image_ids.tolist()):
             tiles = self.tile_features[image_id]  # [h, w, D]
             h, w = tiles.shape[:2]
             ph, pw = min(tile_px, h), min(tile_px, w)
-            top = int(torch.randint(h - ph + 1, ()))
-            left = int(torch.randint(w - pw + 1, ()))
+            if centres is None:
+                top = int(torch.randint(h - ph + 1, ()))
+                left = int(torch.randint(w - pw + 1, ()))
+            else:  # centred on the chosen tile, kept inside the image
+                row, col = int(centres[patch][1]), int(centres[patch][2])
+                top = min(max(row - ph // 2, 0), h - ph)
+                left = min(max(col - pw // 2, 0), w - pw)
             rows, cols = torch.meshgrid(
                 torch.arange(top, top + ph, device=device), torch.arange(left, left + pw, device=device), indexing="ij"
             )
@@ -249,4 +282,42 @@ class LaserDataManager(VanillaDataManager[LaserDataset]):
             cameras.append(torch.full((ph * pw, 1), image_id, dtype=torch.long, device=device))
         cameras, coords, feats = torch.cat(cameras), torch.cat(coords), torch.cat(feats).float()
         valid = feats.norm(dim=-1) > 0.5  # tiles with no teacher signal (e.g. unlabelled) are zero vectors
-        return cameras[valid], coords[valid], feats[valid]
+        return cameras[valid], coords[valid], feats[valid], (len(image_ids), ph, pw)
+
+
+@torch.no_grad()
+def cluster_tiles(tile_features: list[Tensor], num_clusters: int, iterations: int = 20) -> list[Tensor]:
+    """Groups the valid tiles of every image by feature (k-means with k-means++ seeding on the unit features).
+
+    Returns, per non-empty cluster, the ``[M, 3]`` (image, row, col) indices of its tiles. Uses torch's global RNG
+    (seeded by the trainer), no labels.
+    """
+    if num_clusters < 1:
+        raise ValueError(f"--pipeline.datamanager.language-patch-clusters must be at least 1, got {num_clusters}.")
+    index, rows = [], []
+    for image_id, tiles in enumerate(tile_features):
+        flat = tiles.reshape(-1, tiles.shape[-1]).float()
+        valid = (flat.norm(dim=-1) > 0.5).nonzero()[:, 0]  # same rule as the patch sampler's
+        h, w = tiles.shape[:2]
+        image = torch.full_like(valid, image_id)
+        index.append(torch.stack([image, valid // w, valid % w], dim=-1))
+        rows.append(flat[valid])
+    index_all, feats = torch.cat(index), torch.cat(rows)  # [M, 3], [M, D]
+    # Unit features, not centred: centring would leave the dominant class as normalised noise, split at random.
+    feats = torch.nn.functional.normalize(feats, dim=-1)
+    k = min(num_clusters, feats.shape[0])
+    # k-means++ seeding: each new centre drawn in proportion to the squared distance to the nearest chosen one, so a
+    # small, distinct object gets a centre of its own.
+    centres = feats[int(torch.randint(feats.shape[0], ()))][None]
+    for _ in range(k - 1):
+        distance = torch.cdist(feats, centres).amin(dim=-1).square()  # [M]
+        if float(distance.sum()) <= 0:
+            break
+        centres = torch.cat([centres, feats[int(torch.multinomial(distance, 1))][None]])
+    for _ in range(iterations):
+        assignment = torch.cdist(feats, centres).argmin(dim=-1)  # [M]
+        sums = torch.zeros_like(centres).index_add_(0, assignment, feats)
+        counts = torch.bincount(assignment, minlength=len(centres)).clamp_min(1)[:, None]
+        centres = torch.where(sums.abs().sum(-1, keepdim=True) > 0, sums / counts, centres)
+    assignment = torch.cdist(feats, centres).argmin(dim=-1)
+    return [index_all[assignment == c] for c in range(len(centres)) if bool((assignment == c).any())]

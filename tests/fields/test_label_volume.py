@@ -8,8 +8,12 @@ import torch.nn.functional as F
 
 from laser_ns.components.losses import label_volume_classification_loss
 from laser_ns.fields.language_field import HashGridConfig, LabelVolume, LabelVolumeConfig
+from laser_ns.model import LaserModelConfig
 
 TAU = 0.2
+
+
+STRENGTH = LaserModelConfig().label_volume_strength
 
 
 def small_label_volume(render: str = "per_ray") -> LabelVolume:
@@ -22,7 +26,7 @@ def small_label_volume(render: str = "per_ray") -> LabelVolume:
 def fit(label_volume: LabelVolume, mode: str, learn_scale: bool, steps: int = 300) -> tuple[torch.Tensor, torch.Tensor]:
     """A short optimisation on 4 classes (one per quadrant of x, y); returns (true-class probability, accuracy).
 
-    Features start at their class's text embedding plus noise; in 'mutual' mode they are free parameters held
+    Features start at their class's text embedding plus noise; in 'balanced' mode they are free parameters held
     near the teacher by a distillation term, as the model's feature field is. Learning rates are the model's:
     0.02 for the grid and the log-scale (language_grids), 1e-3 for the linear layer (laser-lite's networks).
     """
@@ -31,20 +35,27 @@ def fit(label_volume: LabelVolume, mode: str, learn_scale: bool, steps: int = 30
     points = torch.rand(128, 3, generator=gen) * 2 - 1
     classes = (points[:, 0] > 0).long() * 2 + (points[:, 1] > 0).long()
     teacher = F.normalize(text[classes] + 0.02 * torch.randn(128, 512, generator=gen), dim=-1)
-    feats = teacher.clone().requires_grad_(mode == "mutual")
+    feats = teacher.clone().requires_grad_(mode == "balanced")
     label_volume.log_scale.requires_grad_(learn_scale)
     groups = [
         {"params": list(label_volume.grid.parameters()) + [label_volume.log_scale], "lr": 0.02},
         {"params": list(label_volume.linear.parameters()), "lr": 1e-3},
     ]
-    if mode == "mutual":
+    if mode == "balanced":
         groups.append({"params": [feats], "lr": 0.02})
     optimizer = torch.optim.Adam(groups, betas=(0.9, 0.99), eps=1e-15)
     for _ in range(steps):
         distribution = torch.softmax(label_volume(points), dim=-1)  # every ray: one sample of weight 1
         logits = label_volume.class_logits(distribution, text, TAU)
-        loss = label_volume_classification_loss(logits, [feats], text, tau=TAU, mode=mode)  # type: ignore[arg-type]
-        if mode == "mutual":
+        loss = label_volume_classification_loss(  # at the model's strength (Adam makes it no matter to the volume)
+            logits,
+            [feats],
+            text,
+            tau=TAU,
+            mode=mode,
+            strength=STRENGTH,  # type: ignore[arg-type]
+        )
+        if mode == "balanced":
             loss = loss - F.cosine_similarity(feats, teacher, dim=-1).mean()
         optimizer.zero_grad()
         loss.backward()
@@ -54,7 +65,7 @@ def fit(label_volume: LabelVolume, mode: str, learn_scale: bool, steps: int = 30
     return probs[torch.arange(128), classes], (probs.argmax(-1) == classes).float().mean()
 
 
-@pytest.mark.parametrize("mode", ["mutual", "detached"])
+@pytest.mark.parametrize("mode", ["balanced", "detached"])
 def test_learned_scale_lets_the_label_volume_be_confident(mode):
     torch.manual_seed(0)
     true_prob, accuracy = fit(small_label_volume(), mode, learn_scale=True)
