@@ -61,16 +61,23 @@ PART_SWITCHES = (
 
 MEASURED_DEFAULTS: dict[str, bool] = {
     "centre_teacher_features": True,
-    "use_adapter": False,
-    "use_transient_attention": False,
-    "use_label_volume": False,
-    "use_text_augmentation": False,
+    **dict.fromkeys(PART_SWITCHES, True),
 }
-"""The model options of ``laser`` and ``laser-lite`` that differ from the paper's: centred dense-CLIP distillation,
-which measured best on every generated preset against the CLIP-like teacher (benchmarks/RESULTS.md, "Quality with
-the CLIP-like teacher"). ``laser-paper`` keeps the paper's parts; each can also be switched back on alone."""
+"""The model options of ``laser`` and ``laser-lite``: every part of the paper, in our forms (the 'balanced'
+classification loss at the reference's strength, the residual transient attention), on centred dense-CLIP features,
+text scored in the centred space. They measured best against the CLIP-like teacher (benchmarks/RESULTS.md).
+``laser-paper`` keeps the paper's raw features and the reference's numerics."""
 
-PAPER_PARTS: dict[str, bool] = {
+PAPER_NUMERICS: dict[str, object] = {
+    "label_volume_loss": "reference",
+    "transient_attention.residual": False,
+    "adapter.input_norm": 10.0,
+    "adapter.scaled_attention": False,
+}
+"""The reference code's numerics where ours differ (xingy038/Laser): its classification loss, the attention's rank-E
+output replacing the features, adapter inputs at raw CLIP's norm, and its unscaled adapter attention."""
+
+PAPER_PARTS: dict[str, object] = {
     "centre_teacher_features": False,
     "use_adapter": True,
     "use_self_cross": True,
@@ -78,13 +85,25 @@ PAPER_PARTS: dict[str, bool] = {
     "use_label_volume": True,
     "use_text_augmentation": True,
     "adapter_at_inference": True,
+    **PAPER_NUMERICS,
 }
-"""The paper's exact model: raw teacher features, every part, text scored against adapter(F) (METHOD.md 5 to 7)."""
+"""The paper's exact model: raw teacher features, every part with the reference's numerics, text scored against
+adapter(F) (METHOD.md 5 to 7)."""
 
 
-def _set_model_options(config: TrainerConfig, options: dict[str, bool]) -> None:
-    for name, value in options.items():
-        setattr(config.pipeline.model, name, value)
+def set_model_options(model, options: dict[str, object]) -> None:
+    """Sets model options by name; "adapter.", "transient_attention.", "predictor." and "label_volume." prefixes set
+    that part's option. An unknown name is refused."""
+    for key, value in options.items():
+        part, _, name = key.rpartition(".")
+        target = getattr(model, part) if part else model
+        if not hasattr(target, name):
+            raise ValueError(f"{key!r} names no option of {type(target).__name__}.")
+        setattr(target, name, value)
+
+
+def _set_model_options(config: TrainerConfig, options: dict[str, object]) -> None:
+    set_model_options(config.pipeline.model, options)
 
 
 def laser_config() -> TrainerConfig:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
 from pathlib import Path
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -86,10 +87,16 @@ class LaserModelConfig(NerfactoModelConfig):
     """Weight of the distillation loss."""
     classification_loss_mult: float = 0.95
     """Weight w_rel of the label-volume classification loss."""
-    label_volume_loss: LabelVolumeLoss = "mutual"
-    """Classification loss direction. 'mutual': the paper's; the features' class distributions (input) and the
-    label volume's (target) pull on each other, nothing detached. 'detached': only the label volume learns,
-    fitting the features' class distributions as fixed targets."""
+    label_volume_loss: LabelVolumeLoss = "balanced"
+    """Classification loss. 'balanced': the paper's direction (the features' class distributions are the input, the
+    label volume's the target, nothing detached) as proper soft cross-entropies, scaled by label_volume_strength.
+    'reference': the released code's exact numerics (unscaled scores as targets, its axes). 'detached': only the label
+    volume learns, fitting the features' class distributions as fixed targets."""
+    label_volume_strength: float = 0.02
+    """Factor on the 'balanced' and 'detached' classification losses, so that the pull on the rendered features is
+    the reference's: 2% of the distillation gradient for a fresh label volume (the reference's is 3%), at most 11% for
+    a confident one (tests/components/test_losses.py measures both). 1.0 is the old 'mutual' loss, 35 to 180x the
+    reference's pull, which collapsed the features (benchmarks/RESULTS.md)."""
     self_loss_mult: float = 1.0
     """Weight w_self of the adapter's self / self-cross training loss."""
     text_aug_loss_mult: float = 0.33
@@ -111,6 +118,11 @@ class LaserModelConfig(NerfactoModelConfig):
     """Distil the teacher features minus the scene's mean feature, re-normalised (laser_ns/components/centring.py),
     and score text against them restored to CLIP's space. False: the paper's raw features (see benchmarks/RESULTS.md
     for the measurement that decided the default)."""
+    score_space: Literal["centred", "clip"] = "centred"
+    """Where text is scored when the teacher features are centred. 'centred': against the rendered features as they
+    are distilled, so every class's score loses the scene mean's share (mu . t_c), a prior toward the classes that
+    fill most of the views. 'clip': against the features restored to CLIP's space, mu + spread * normalise(F), as the
+    teacher's own 2D segmentation scores them. Measured on the same checkpoints: benchmarks/RESULTS.md."""
     adapter_at_inference: bool = False
     """Score text against adapter(F) (METHOD.md section 7) instead of the rendered features F. It also decides F', the
     features distilled and classified after the self-cross switch: adapter(F) when on (the paper), F when off, so
@@ -129,6 +141,10 @@ class LaserModelConfig(NerfactoModelConfig):
         for old, (group, name) in _MOVED_OPTIONS.items():
             if old in state:
                 setattr(state[group], name, state.pop(old))
+        if "score_space" in missing:  # runs saved before the option scored the restored features
+            state["score_space"] = "clip"
+        if state.get("label_volume_loss") == "mutual":  # the old name of 'balanced' at full strength
+            state["label_volume_loss"], state["label_volume_strength"] = "balanced", 1.0
         self.__dict__.update(state)
 
 
@@ -294,11 +310,16 @@ class LaserModel(NerfactoModel):
         return self._render_language(ray_samples, weights)[0]
 
     def inference_features(self, features: Float[Tensor, "N D"]) -> Float[Tensor, "N D"]:
-        """The features text is scored against: F, or adapter(F) with ``adapter_at_inference`` (METHOD.md 7), restored
-        to CLIP's space when the features are centred."""
+        """The features text is scored against: F, or adapter(F) with ``adapter_at_inference`` (METHOD.md 7), in the
+        scoring space (:meth:`scoring_space`)."""
         if self.adapter is not None and self.config.adapter_at_inference:
             features = self.adapter(features)[1]
-        return self.restore(features)
+        return self.scoring_space(features)
+
+    def scoring_space(self, features: Float[Tensor, "N D"]) -> Float[Tensor, "N D"]:
+        """Features of the distilled space where text is scored: restored to CLIP's space with ``score_space`` 'clip',
+        as they are otherwise (identity without centring)."""
+        return self.restore(features) if self.config.score_space == "clip" else features
 
     def restore(self, features: Float[Tensor, "N D"]) -> Float[Tensor, "N D"]:
         """Features of the distilled space in CLIP's space (identity without centring)."""
@@ -334,7 +355,8 @@ class LaserModel(NerfactoModel):
                 self.predictor.class_text,
                 self.predictor.class_text_aug,
                 self_cross=self.schedule.self_cross(),
-                restore=self.restore,
+                restore=self.scoring_space,
+                patch_shape=batch.get("language_patch_shape"),
             )
         )
         return loss_dict

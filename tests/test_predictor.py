@@ -133,4 +133,23 @@ def test_a_config_saved_before_the_label_volume_options_still_loads():
     text = "\n".join(line for line in text.splitlines() if "segment_with_label_volume" not in line)
     assert "label_volume_loss" not in text and "segment_with_label_volume" not in text
     old = yaml.load(text, Loader=yaml.Loader)
-    assert old.label_volume_loss == "mutual" and old.predictor.segment_with_label_volume is False
+    assert old.label_volume_loss == "balanced" and old.predictor.segment_with_label_volume is False
+
+
+def test_a_config_saved_before_this_round_loads_with_what_it_trained():
+    """config.yml from before the 'balanced' loss, the scoring space and the residual attention: 'mutual' is
+    'balanced' at full strength, features were scored restored to CLIP's space, the attention replaced features."""
+    import yaml
+
+    from laser_ns.model import LaserModelConfig
+
+    text = yaml.dump(LaserModelConfig())
+    text = text.replace("label_volume_loss: balanced", "label_volume_loss: mutual")
+    dropped = ("label_volume_strength", "score_space", "residual")
+    text = "\n".join(line for line in text.splitlines() if not any(name in line for name in dropped))
+    assert "label_volume_loss: mutual" in text and not any(name in text for name in dropped)
+    old = yaml.load(text, Loader=yaml.Loader)
+    assert (old.label_volume_loss, old.label_volume_strength) == ("balanced", 1.0)
+    assert old.score_space == "clip" and old.transient_attention.residual is False
+    new = LaserModelConfig()
+    assert new.score_space == "centred" and new.transient_attention.residual is True

@@ -66,6 +66,12 @@ class AdapterConfig(InstantiateConfig):
     """Multiplier of the sinusoidal table (rows have norm sqrt(dim/2), 16 at 512). 1.0 is the method as published;
     an option because our teachers give unit-norm features (one run at 1/16, with unit-norm rendered features,
     measured worse on a generated scene)."""
+    input_norm: float | None = None
+    """Rescale every row to this norm before adapting. The reference feeds raw CLIP tokens (norm about 10) against
+    the positional table's 16; our features are unit (teacher) or unnormalised (rendered). None: rows as given."""
+    scaled_attention: bool = True
+    """Divide the attention logits by sqrt(attn_dim), as standard attention does. False: the reference's plain
+    q k^T (no scale)."""
 
 
 class Adapter(nn.Module):
@@ -116,15 +122,19 @@ class Adapter(nn.Module):
             # An empty set has no mean; leave the EMAs untouched.
             return x - self.orig_centre.to(x.dtype), x - self.adapted_centre.to(x.dtype)
 
+        if self.config.input_norm is not None:
+            x = self.config.input_norm * F.normalize(x, dim=-1)
+
         # Centred input.
         x_orig = x - self._centre(self.orig_centre, x)
 
         # Single-head attention across the rows, on positionally tagged raw features.
         z = x + self.position_scale * sinusoidal_position_embedding(n, self.dim, device=x.device, dtype=x.dtype)
         q, k, v = self.to_q(z), self.to_k(z), self.to_v(z)  # [N, attn_dim] each
-        # Standard 1/sqrt(attn_dim) scaling (the spec says "single-head attention" without a formula); the fused
-        # kernel avoids storing the N x N weights where the backend allows.
-        attended = F.scaled_dot_product_attention(q[None], k[None], v[None])[0]  # [N, attn_dim]
+        # 1/sqrt(attn_dim) scaling unless scaled_attention is off (the reference's plain q k^T); the fused kernel
+        # avoids storing the N x N weights where the backend allows.
+        scale = None if self.config.scaled_attention else 1.0
+        attended = F.scaled_dot_product_attention(q[None], k[None], v[None], scale=scale)[0]  # [N, attn_dim]
         u = self.out_proj(attended)  # [N, dim]
 
         # Residual MLP, blend with the centred input, centre again.

@@ -30,6 +30,14 @@ class TransientQueryAttentionConfig(InstantiateConfig):
     """Low-rank embedding size E; 3E transient queries are learned (reference: 48, 64 for bench and sofa)."""
     momentum: float = 0.9
     """EMA momentum of the running summary used at inference: s <- momentum * s + (1 - momentum) * batch summary."""
+    residual: bool = True
+    """Add the attention's output to the features (out_proj starts at zero, so training starts as plain
+    distillation and the attention learns a correction). False: the paper's form, where the rank-E output replaces
+    the features."""
+
+    def __setstate__(self, state: dict) -> None:
+        """config.yml files saved before ``residual`` existed trained the paper's form: they load with it."""
+        self.__dict__.update({"residual": False, **state})
 
 
 class TransientQueryAttention(nn.Module):
@@ -53,6 +61,9 @@ class TransientQueryAttention(nn.Module):
         # Cut at +-2 std; torch's default cut-off (+-2 absolute) would not truncate anything at this std.
         nn.init.trunc_normal_(self.transient_queries, std=0.02, a=-0.04, b=0.04)
         self.out_proj = nn.Linear(embed_dim, in_dim, bias=False)
+        self.residual = config.residual
+        if self.residual:
+            nn.init.zeros_(self.out_proj.weight)  # starts as the identity map: plain distillation
         self.register_buffer("running_summary", torch.zeros(3 * embed_dim, embed_dim))
         self.register_buffer("num_updates", torch.zeros((), dtype=torch.long))
 
@@ -97,5 +108,7 @@ class TransientQueryAttention(nn.Module):
         return read + q
 
     def forward(self, x: Float[Tensor, "N in_dim"]) -> Float[Tensor, "N in_dim"]:
-        """The attention across the N samples of ``x`` (see ``mix`` for training and eval), back to ``in_dim``."""
-        return self.out_proj(self.mix(*self.project(x)))
+        """The attention across the N samples of ``x`` (see ``mix`` for training and eval), back to ``in_dim``, added
+        to ``x`` when ``residual``."""
+        out = self.out_proj(self.mix(*self.project(x)))
+        return x + out if self.residual else out

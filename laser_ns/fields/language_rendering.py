@@ -38,13 +38,15 @@ def render_language(
     kept_weights = weights[keep]  # [K, 1]
     hidden = language_field.hidden_features(positions[keep])  # [K, H]
     head = language_field.head
-    if transient_attention is not None:
-        mixed = transient_attention.mix(*transient_attention.project_through(hidden, head))  # [K, E]
-        features = transient_attention.out_proj(accumulate(kept_weights * mixed, ray_index, num_rays))  # [R, D]
+    rendered_hidden = accumulate(kept_weights * hidden, ray_index, num_rays)  # [R, H]
+    accumulation = accumulate(kept_weights, ray_index, num_rays)  # [R, 1]
+    plain = F.linear(rendered_hidden, head.weight) + accumulation * head.bias  # [R, D]
+    if transient_attention is None:
+        features = plain
     else:
-        rendered_hidden = accumulate(kept_weights * hidden, ray_index, num_rays)  # [R, H]
-        accumulation = accumulate(kept_weights, ray_index, num_rays)  # [R, 1]
-        features = F.linear(rendered_hidden, head.weight) + accumulation * head.bias  # [R, D]
+        mixed = transient_attention.mix(*transient_attention.project_through(hidden, head))  # [K, E]
+        attended = transient_attention.out_proj(accumulate(kept_weights * mixed, ray_index, num_rays))  # [R, D]
+        features = plain + attended if transient_attention.residual else attended
 
     # Label volume: rendered channel values (per sample or per ray, its config says), then a softmax over the
     # channels per ray.

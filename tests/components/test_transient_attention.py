@@ -1,3 +1,4 @@
+import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
@@ -14,7 +15,14 @@ def _naive(module: TransientQueryAttention, x: torch.Tensor) -> torch.Tensor:
     a2 = torch.exp(queries @ k.T)
     a2 = a2 / a2.sum(dim=1, keepdim=True)  # softmax over the N samples
     out = a1 @ (a2 @ v) + q
-    return out @ module.out_proj.weight.T
+    return out @ module.out_proj.weight.T + (x if module.residual else 0.0)
+
+
+def _randomise_out_proj(module: TransientQueryAttention) -> TransientQueryAttention:
+    """The residual form starts with out_proj at zero; tests of what the attention computes need it non-zero."""
+    with torch.no_grad():
+        module.out_proj.weight.normal_(std=0.1)
+    return module
 
 
 def test_config_builds_module_with_expected_shapes():
@@ -32,18 +40,33 @@ def test_transient_queries_init_is_small_truncated_normal():
     assert queries.abs().max().item() <= 0.04 + 1e-6  # truncated at +-2 std
 
 
-def test_matches_naive_reference():
+@pytest.mark.parametrize("residual", [True, False])
+def test_matches_naive_reference(residual):
     torch.manual_seed(0)
-    module = TransientQueryAttentionConfig(embed_dim=8).setup(in_dim=64).double()
+    module = _randomise_out_proj(
+        TransientQueryAttentionConfig(embed_dim=8, residual=residual).setup(in_dim=64).double()
+    )
     with torch.no_grad():
         module.transient_queries.normal_(std=0.5)  # larger than init so the softmaxes are far from uniform
     x = torch.randn(37, 64, dtype=torch.float64)
     torch.testing.assert_close(module(x), _naive(module, x))
 
 
+def test_residual_form_starts_as_plain_distillation_and_learns_from_out_proj():
+    torch.manual_seed(0)
+    module = TransientQueryAttentionConfig(embed_dim=4).setup(in_dim=32)
+    x = torch.randn(20, 32, requires_grad=True)
+    out = module(x)
+    torch.testing.assert_close(out, x)  # out_proj at zero: the features pass unchanged
+    out.square().sum().backward()
+    assert module.out_proj.weight.grad.abs().sum() > 0  # and the correction starts learning
+    paper = TransientQueryAttentionConfig(embed_dim=4, residual=False).setup(in_dim=32)
+    assert paper.out_proj.weight.abs().sum() > 0 and not torch.allclose(paper(x), x)
+
+
 def test_rows_interact_through_the_batch():
     torch.manual_seed(0)
-    module = TransientQueryAttentionConfig(embed_dim=4).setup(in_dim=16)
+    module = _randomise_out_proj(TransientQueryAttentionConfig(embed_dim=4).setup(in_dim=16))
     with torch.no_grad():
         module.transient_queries.normal_(std=1.0)
     x = torch.randn(10, 16)
@@ -74,9 +97,10 @@ def test_large_batch_runs_without_quadratic_memory():
     assert out.shape == (200_000, 64)
 
 
-def test_gradients_reach_every_parameter():
+@pytest.mark.parametrize("residual", [True, False])
+def test_gradients_reach_every_parameter(residual):
     torch.manual_seed(0)
-    module = TransientQueryAttentionConfig(embed_dim=4).setup(in_dim=32)
+    module = _randomise_out_proj(TransientQueryAttentionConfig(embed_dim=4, residual=residual).setup(in_dim=32))
     x = torch.randn(20, 32, requires_grad=True)
     module(x).square().sum().backward()
     for name, param in module.named_parameters():
@@ -91,7 +115,7 @@ def test_empty_batch():
 
 def test_eval_uses_running_summary_so_outputs_do_not_depend_on_the_chunk():
     torch.manual_seed(0)
-    module = TransientQueryAttentionConfig(embed_dim=4, momentum=0.5).setup(in_dim=16)
+    module = _randomise_out_proj(TransientQueryAttentionConfig(embed_dim=4, momentum=0.5).setup(in_dim=16))
     with torch.no_grad():
         module.transient_queries.normal_(std=1.0)
     batches = [torch.randn(50, 16) for _ in range(3)]
@@ -110,7 +134,7 @@ def test_eval_uses_running_summary_so_outputs_do_not_depend_on_the_chunk():
     # and it is the running summary that is read, not the chunk's own
     q = module.to_q(x)
     read = torch.softmax(q @ module.transient_queries.T, dim=-1) @ module.running_summary
-    torch.testing.assert_close(whole, module.out_proj(read + q))
+    torch.testing.assert_close(whole, x + module.out_proj(read + q))
 
 
 def test_eval_before_any_training_step_pools_the_chunk():
@@ -124,7 +148,7 @@ def test_eval_before_any_training_step_pools_the_chunk():
 
 def test_projecting_through_a_linear_head_equals_projecting_its_output():
     torch.manual_seed(0)
-    module = TransientQueryAttentionConfig(embed_dim=8).setup(in_dim=64).double()
+    module = TransientQueryAttentionConfig(embed_dim=8, residual=False).setup(in_dim=64).double()
     head = torch.nn.Linear(16, 64).double()
     hidden = torch.randn(30, 16, dtype=torch.float64)
     for fused, plain in zip(module.project_through(hidden, head), module.project(head(hidden)), strict=True):

@@ -14,7 +14,7 @@ def test_language_rays_pass_through_their_own_tile(tiny_scene, jitter):
     config.datamanager.language_ray_jitter = jitter
     datamanager = config.setup(device="cpu", test_mode="val").datamanager
     torch.manual_seed(0)
-    cameras, coords, features = datamanager._sample_patches()
+    cameras, coords, features, _ = datamanager._sample_patches()
     assert len(cameras) == len(coords) == len(features) > 0
     dataset = datamanager.train_dataset
     for camera, (y, x), feature in zip(cameras[:, 0].tolist(), coords.tolist(), features, strict=True):
@@ -74,7 +74,7 @@ def test_tile_rays_land_on_their_tile_when_teacher_and_training_resolutions_diff
     torch.manual_seed(0)
     checked, agree, agree_shifted = 0, 0, 0
     for _ in range(20):
-        cameras, coords, features = datamanager._sample_patches()
+        cameras, coords, features, _ = datamanager._sample_patches()
         best, label = (features @ classes.T).max(dim=-1)  # [N]
         for camera, (y, x), pure, k in zip(
             cameras[:, 0].tolist(), coords.tolist(), (best > 0.999).tolist(), label.tolist(), strict=True
@@ -170,3 +170,62 @@ def test_missing_clip_weights_offer_the_label_teacher_when_the_scene_has_labels(
     assert message.startswith("The CLIP weights ViT-B-16/openai could not be obtained.")
     hint = f"This scene has label maps ({scene / 'labels'}/): it can train right now with"
     assert (f"{hint} --pipeline.teacher-type labels" in message) == with_labels
+
+
+def _blob_features(dim: int = 16) -> list[torch.Tensor]:
+    """Two 10x10 'images' of tile features: a big class everywhere but a 2x2 small object at the top left, with a
+    few invalid (zero) tiles."""
+    torch.manual_seed(0)
+    big, small = torch.nn.functional.normalize(torch.randn(2, dim), dim=-1)
+    images = []
+    for _ in range(2):
+        tiles = big.repeat(10, 10, 1) + 0.01 * torch.randn(10, 10, dim)
+        tiles[:2, :2] = small + 0.01 * torch.randn(2, 2, dim)
+        tiles[9, 9] = 0.0  # no teacher signal
+        images.append(tiles)
+    return images
+
+
+def test_tile_clusters_separate_a_small_object_without_labels():
+    from laser_ns.data.datamanager import cluster_tiles
+
+    torch.manual_seed(0)
+    clusters = cluster_tiles(_blob_features(), num_clusters=2)
+    sizes = sorted(len(c) for c in clusters)
+    assert sizes == [8, 2 * 99 - 8]  # the small object's 4 tiles per image, every valid tile once
+    small = min(clusters, key=len)
+    assert set(map(tuple, small[:, 1:].tolist())) == {(0, 0), (0, 1), (1, 0), (1, 1)}
+    with pytest.raises(ValueError, match="language-patch-clusters"):
+        cluster_tiles(_blob_features(), num_clusters=0)
+
+
+@pytest.mark.parametrize("sampling", ["uniform", "balanced"])
+def test_balanced_patches_see_small_objects_more_often(tiny_scene, sampling):
+    config = tiny_pipeline_config(tiny_scene)
+    config.datamanager.language_patch_sampling = sampling
+    config.datamanager.language_patch_clusters = 2
+    datamanager = config.setup(device="cpu", test_mode="val").datamanager
+    datamanager.config.language_patch_size = 2 * datamanager.teacher.tile_size  # 2x2 tiles
+    datamanager.tile_features = _blob_features(dim=datamanager.tile_features[0].shape[-1])
+    if sampling == "balanced":
+        from laser_ns.data.datamanager import cluster_tiles
+
+        datamanager.tile_clusters = cluster_tiles(datamanager.tile_features, 2)
+    torch.manual_seed(0)
+    small = datamanager.tile_features[0][0, 0]
+    hits = total = 0
+    for _ in range(50):
+        _, _, features, shape = datamanager._sample_patches()
+        assert shape[1:] == (2, 2)
+        hits += int((torch.nn.functional.cosine_similarity(features, small[None], dim=-1) > 0.9).sum())
+        total += len(features)
+    share = hits / total
+    # 4 of 99 valid tiles per image are the small object's: about 4% uniformly, far more when clusters are balanced
+    assert share < 0.1 if sampling == "uniform" else share > 0.3
+
+
+def test_unknown_patch_sampling_is_refused(tiny_scene):
+    config = tiny_pipeline_config(tiny_scene)
+    config.datamanager.language_patch_sampling = "rare"  # type: ignore[assignment]
+    with pytest.raises(ValueError, match="language-patch-sampling"):
+        config.setup(device="cpu", test_mode="val")
