@@ -70,6 +70,28 @@ def per_class_table(reports: list[dict[str, Any]], variant: str) -> str:
     return "\n".join(lines)
 
 
+def checks_table(reports: list[dict[str, Any]], variant: str) -> str:
+    """Markdown: per scene, the reloaded run's mIoU against the in-process one (their largest difference over the
+    seeds) and against the same checkpoint scored in the other scoring space, mean (min-max) over the seeds."""
+    lines = [
+        f"| scene | {variant}: reloaded mIoU | largest reload difference (pts) | other score space | its mIoU |",
+        "|---|---|---|---|---|",
+    ]
+    for scene in reports[0]["scenes"]:
+        found = [
+            r["scenes"][scene]["variants"][variant]
+            for r in reports
+            if variant in r["scenes"].get(scene, {}).get("variants", {})
+        ]
+        if not found:
+            continue
+        diffs = [abs(f.get("reload_miou_difference", float("nan"))) for f in found]
+        others = [f["other_score_space"] for f in found if "other_score_space" in f]
+        other = f"{others[0]['score_space']} | {_spread([o['miou'] for o in others])}" if others else "n/a | n/a"
+        lines.append(f"| {scene} | {_spread([f['miou'] for f in found])} | {100 * max(diffs):.2f} | {other} |")
+    return "\n".join(lines)
+
+
 if __name__ == "__main__":
     if len(sys.argv) < 2:
         raise SystemExit("usage: python benchmarks/seeds.py REPORT.json [REPORT.json ...] (one per seed)")
@@ -78,3 +100,5 @@ if __name__ == "__main__":
     for variant in loaded[0]["scenes"][next(iter(loaded[0]["scenes"]))]["variants"]:
         print(f"\nPer class, {variant}:\n")
         print(per_class_table(loaded, variant))
+        print(f"\nReload and scoring space, {variant}:\n")
+        print(checks_table(loaded, variant))
