@@ -86,6 +86,8 @@ class FeatureCache:
         self.teacher_identity = teacher_identity
         self.teacher_key = identity_key(teacher_identity)
         self.folder = self.root / self.teacher_key
+        self._writable_checked = False
+        self._stored = 0
 
     @classmethod
     def for_teacher(cls, root: Path, teacher: DenseTeacher) -> "FeatureCache":
@@ -169,14 +171,31 @@ class FeatureCache:
         image: Float[Tensor, "H W 3"],
         labels: Int[Tensor, "H W"] | None = None,
     ) -> Float[Tensor, "h w D"]:
-        """Dense features of one image (fp16, CPU): read from the cache, or computed and stored."""
+        """Dense features of one image (fp16, CPU): read from the cache, or computed and stored.
+
+        The one entry point that runs the teacher: on the first miss it checks that the cache can be written before
+        the teacher runs (so a read-only scene folder fails at once, naming ``--pipeline.datamanager.cache-dir``),
+        and a write failing later names how many entries were stored and stay valid.
+        """
         if teacher.identity() != self.teacher_identity:
             raise ValueError(
                 "This FeatureCache was made for another teacher identity; use FeatureCache.for_teacher(root, teacher)."
             )
         key = image_key(image, labels)
         cached = self.load(key, (*teacher.grid_size(image.shape[0], image.shape[1]), teacher.feature_dim))
-        return cached if cached is not None else self.save(key, teacher.dense_features(image, labels))
+        if cached is not None:
+            return cached
+        if not self._writable_checked:
+            # fail before the teacher runs, so no computed feature is thrown away; a fully cached scene never writes
+            self.check_writable()
+            self._writable_checked = True
+        features = teacher.dense_features(image, labels)
+        try:
+            stored = self.save(key, features)
+        except OSError as error:  # e.g. the disk filled up or the folder turned read-only mid-run
+            raise self._not_writable(error, self._stored) from error
+        self._stored += 1
+        return stored
 
     def features_for_images(
         self,
@@ -185,38 +204,16 @@ class FeatureCache:
         labels: Sequence[Int[Tensor, "H W"] | None] | None = None,
         desc: str = "Teacher features",
     ) -> list[Float[Tensor, "h w D"]]:
-        """Dense features of each image (fp16, CPU), read from the cache or computed and stored (with a progress bar).
+        """Dense features of each image (fp16, CPU) through :meth:`features_for_image`, with a progress bar.
 
         ``labels[i]`` is image i's label map (or None); it is part of the key. Values are identical whether an entry
         was just computed or read back, since both are the stored fp16 tensor.
         """
-        if teacher.identity() != self.teacher_identity:
-            raise ValueError(
-                "This FeatureCache was made for another teacher identity; use FeatureCache.for_teacher(root, teacher)."
-            )
         labels = [None] * len(images) if labels is None else list(labels)
         if len(labels) != len(images):
             raise ValueError(f"Got {len(images)} images but {len(labels)} label maps; pass one (or None) per image.")
-
-        results: list[Tensor | None] = []
-        misses: list[int] = []
-        for i, (image, label) in enumerate(zip(images, labels, strict=True)):
-            expected = (*teacher.grid_size(image.shape[0], image.shape[1]), teacher.feature_dim)
-            cached = self.load(image_key(image, label), expected)
-            results.append(cached)
-            if cached is None:
-                misses.append(i)
-
-        if misses:
-            # fail before the teacher runs, so no computed feature is thrown away; a fully cached scene never writes
-            self.check_writable()
-        for stored, i in enumerate(tqdm(misses, desc=desc, unit="image", disable=not misses)):
-            features = teacher.dense_features(images[i], labels[i])
-            try:
-                results[i] = self.save(image_key(images[i], labels[i]), features)
-            except OSError as error:  # e.g. the disk filled up or the folder turned read-only mid-run
-                raise self._not_writable(error, stored) from error
-        return results  # type: ignore[return-value]
+        pairs = list(zip(images, labels, strict=True))
+        return [self.features_for_image(teacher, image, label) for image, label in tqdm(pairs, desc=desc, unit="image")]
 
 
 def dense_features_for_images(

@@ -237,3 +237,20 @@ def test_write_failing_mid_run_keeps_what_was_stored(tmp_path, monkeypatch):
     monkeypatch.setattr(FeatureCache, "save", real_save)
     FeatureCache.for_teacher(tmp_path, teacher).features_for_images(teacher, _images())
     assert teacher.calls == 2 + 2  # the stored first image was not computed again
+
+
+def test_training_on_a_read_only_scene_names_the_option_before_the_teacher_runs(tiny_scene, monkeypatch):
+    # issue 18: training's own cache path (the datamanager) used to write without the check and fail with a raw
+    # OSError after the teacher had run
+    from laser_ns.teachers.label_map import LabelMapTeacher
+    from tests.conftest import tiny_pipeline_config
+
+    calls = []
+    real = LabelMapTeacher.dense_features
+    monkeypatch.setattr(LabelMapTeacher, "dense_features", lambda self, *a, **k: calls.append(1) or real(self, *a, **k))
+    _read_only(monkeypatch)
+    config = tiny_pipeline_config(tiny_scene)
+    config.datamanager.cache_dir = tiny_scene.parent / "read_only_cache"
+    with pytest.raises(CacheNotWritableError, match=r"read_only_cache.*--pipeline.datamanager.cache-dir"):
+        config.setup(device="cpu", test_mode="val")
+    assert calls == []
