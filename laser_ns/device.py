@@ -15,8 +15,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from laser_ns.errors import UserError
 
-class DeviceUnavailableError(RuntimeError):
+
+class DeviceUnavailableError(UserError, RuntimeError):
     """The run asks for a device (or backend) this machine does not have; the message gives the flags to use."""
 
 
@@ -34,6 +36,18 @@ def _mps_available() -> bool:
     import torch
 
     return bool(getattr(torch.backends, "mps", None) and torch.backends.mps.is_available())
+
+
+def refuse_several_devices(world_size: int) -> None:
+    """Laser trains on one device. Under DDP its adapter losses would run outside the wrapped forward (so backward
+    fails) and every rank would recompute every teacher feature, so several devices are refused up front."""
+    if world_size > 1:
+        raise DeviceUnavailableError(
+            f"laser_ns trains on one device, but this run has {world_size} processes (--machine.num-devices or "
+            "--machine.num-machines above 1). Laser's adapter and label-volume losses run outside nerfstudio's "
+            "DDP-wrapped forward, so training would fail in backward. Train with --machine.num-devices 1 "
+            "(laser at paper settings fits one GPU)."
+        )
 
 
 def check_training_device(config: Any, command: str = "ns-train") -> None:
@@ -71,6 +85,7 @@ def check_training_device(config: Any, command: str = "ns-train") -> None:
         raise DeviceUnavailableError(
             "--machine.device-type mps is set, but torch finds no Apple MPS device here. " + move_to_cpu
         )
+    refuse_several_devices(machine.num_devices * machine.num_machines)
     implementation = getattr(getattr(getattr(config, "pipeline", None), "model", None), "implementation", None)
     if implementation == "tcnn":
         from laser_ns.fields.backend import check_tcnn_device

@@ -14,12 +14,13 @@ import torch
 from torch import Tensor, nn
 
 from laser_ns.compat import allow_numpy_scalars_in_checkpoints
+from laser_ns.errors import UserError
 
 GEOMETRY_PREFIXES = ("field.", "proposal_networks.")
 """State-dict prefixes (inside the model) of what a geometry checkpoint provides."""
 
 
-class GeometryCheckpointError(ValueError):
+class GeometryCheckpointError(UserError, ValueError):
     """A nerfacto checkpoint cannot seed this laser run; the message says why and what to do."""
 
 

@@ -129,6 +129,18 @@ class LaserModelConfig(NerfactoModelConfig):
     that what is scored is what is trained. Off by default: the adapter attends across the rays of one call, so its
     output depends on how an image is split into render chunks (benchmarks/RESULTS.md)."""
 
+    def ignored_switches(self) -> list[str]:
+        """Switches that are on but do nothing in this combination, each with what would make it count."""
+        if self.use_adapter:
+            return []
+        needs_adapter = ("use_self_cross", "use_text_augmentation", "adapter_at_inference")
+        return [
+            f"--pipeline.model.{name.replace('_', '-')} True does nothing without the adapter "
+            "(--pipeline.model.use-adapter False); set it False, or turn the adapter on"
+            for name in needs_adapter
+            if getattr(self, name)
+        ]
+
     def __setstate__(self, state: dict) -> None:
         """Loads config.yml files saved before the schedule, predictor and attention options had their own configs
         (ns-render, ns-eval and laser-eval read old runs): moved fields go to their new place, new ones get defaults."""

@@ -19,6 +19,7 @@ from torch.cuda.amp.grad_scaler import GradScaler
 
 from laser_ns.compat import allow_numpy_scalars_in_checkpoints
 from laser_ns.data.datamanager import LaserDataManagerConfig
+from laser_ns.device import refuse_several_devices
 from laser_ns.geometry_checkpoint import check_same_scene, find_checkpoint, load_geometry
 from laser_ns.model import LaserModel, LaserModelConfig
 from laser_ns.teachers.base import DenseTeacherConfig
@@ -51,18 +52,6 @@ class LaserPipelineConfig(VanillaPipelineConfig):
         return {"clip": self.teacher, "labels": self.label_teacher, "clip-like": self.clip_like_teacher}[
             self.teacher_type
         ]
-
-
-def refuse_several_devices(world_size: int) -> None:
-    """Laser trains on one device. Under DDP its adapter losses would run outside the wrapped forward (so backward
-    fails) and every rank would recompute every teacher feature, so several devices are refused up front."""
-    if world_size > 1:
-        raise RuntimeError(
-            f"laser_ns trains on one device, but this run has {world_size} processes (--machine.num-devices or "
-            "--machine.num-machines above 1). Laser's adapter and label-volume losses run outside nerfstudio's "
-            "DDP-wrapped forward, so training would fail in backward. Train with --machine.num-devices 1 "
-            "(laser at paper settings fits one GPU)."
-        )
 
 
 def warn_ignored_teacher_settings(config: LaserPipelineConfig) -> None:

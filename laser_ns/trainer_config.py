@@ -15,13 +15,15 @@ checkpoints next to ``config.yml`` and the scene relative to the folder training
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import shutil
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from nerfstudio.engine.trainer import TrainerConfig
+from nerfstudio.engine.trainer import Trainer, TrainerConfig
 
 from laser_ns.device import check_training_device
+from laser_ns.errors import UserError, report
 
 
 def _absolute(path: Path | None) -> Path | None:
@@ -45,14 +47,107 @@ def resolve_run_paths(config: TrainerConfig) -> None:
         model.geometry_checkpoint = _absolute(model.geometry_checkpoint)
 
 
+class LaserTrainer(Trainer):
+    """nerfstudio's Trainer; a user error while setting up (missing weights, a read-only cache, a bad scene) ends the
+    run with its message, no traceback, and removes the run folder when it holds nothing but ``config.yml``."""
+
+    def setup(self, test_mode: Literal["test", "val", "inference"] = "val") -> None:
+        try:
+            super().setup(test_mode=test_mode)
+        except UserError as error:
+            remove_empty_run_folder(self.base_dir)
+            report(f"ns-train {self.config.method_name}", error)
+            raise SystemExit(1) from None
+
+
+def remove_empty_run_folder(base_dir: Path) -> bool:
+    """Deletes a run folder that holds only ``config.yml`` (and empty folders): a run that never trained."""
+    base_dir = Path(base_dir)
+    if not base_dir.is_dir():
+        return False
+    files = [p for p in base_dir.rglob("*") if not p.is_dir()]
+    if [p.relative_to(base_dir) for p in files] not in ([Path("config.yml")], []):
+        return False
+    shutil.rmtree(base_dir)
+    # the <experiment>/<method> folders above it, if the run was their only content
+    for parent in list(base_dir.parents)[:2]:
+        try:
+            parent.rmdir()
+        except OSError:
+            break
+    return True
+
+
 @dataclass
 class LaserTrainerConfig(TrainerConfig):
     """nerfstudio's TrainerConfig; a run refuses a missing device and saves its config with absolute paths."""
+
+    _target: type = field(default_factory=lambda: LaserTrainer)
+
+    def print_to_terminal(self) -> None:
+        """``ns-train`` prints the config, then saves it: refuse a device this machine lacks before either."""
+        try:
+            check_training_device(self, command=f"ns-train {self.method_name}")
+        except UserError as error:
+            report(f"ns-train {self.method_name}", error)
+            raise SystemExit(1) from None
+        super().print_to_terminal()
+        warn_ignored_switches(self)
 
     def save_config(self) -> None:
         check_training_device(self, command=f"ns-train {self.method_name}")
         resolve_run_paths(self)
         super().save_config()
+
+
+def warn_ignored_switches(config: TrainerConfig) -> list[str]:
+    """Prints (and returns) a warning per model switch that is on but does nothing in the chosen combination."""
+    from nerfstudio.utils.rich_utils import CONSOLE
+    from rich.markup import escape
+
+    ignored_switches = getattr(config.pipeline.model, "ignored_switches", None)
+    warnings = ignored_switches() if ignored_switches is not None else []
+    for warning in warnings:
+        CONSOLE.print(f"[bold yellow]warning:[/bold yellow] {escape(warning)}", highlight=False, soft_wrap=True)
+    return warnings
+
+
+class RunError(UserError, ValueError):
+    """A saved run cannot be read (missing config, another method's run, no or unreadable checkpoint); the message
+    names the file and what to do."""
+
+
+def read_run_config(path: Path, tool: str = "this tool") -> tuple[TrainerConfig, Path]:
+    """The laser TrainerConfig saved at ``path`` (a config.yml, or a run folder holding one) and the config's path.
+
+    A run is a laser run when its pipeline is a ``LaserPipelineConfig``: laser, laser-lite, laser-paper and every
+    ``laser-train`` preset, whatever the method name. Anything else is refused with a message naming nerfstudio's tool.
+    """
+    import yaml
+
+    from laser_ns.pipeline import LaserPipelineConfig
+
+    path = Path(path)
+    if path.is_dir():
+        path = path / "config.yml"
+    if not path.is_file():
+        raise RunError(
+            f"No training config at {path}. Pass --load-config with the config.yml of a laser run, "
+            "e.g. outputs/<experiment>/laser/<timestamp>/config.yml."
+        )
+    try:
+        config = yaml.load(path.read_text(), Loader=yaml.Loader)
+    except Exception as err:  # a YAML file of something else, or a config of a plugin that is not installed
+        raise RunError(f"{path} is not a readable nerfstudio config ({type(err).__name__}: {err}).") from err
+    if not isinstance(config, TrainerConfig):
+        raise RunError(f"{path} is not a nerfstudio training config (it holds a {type(config).__name__}).")
+    if not isinstance(config.pipeline, LaserPipelineConfig):
+        raise RunError(
+            f"{path} is a '{config.method_name}' run ({type(config.pipeline).__name__}), not a laser run; {tool} reads "
+            "runs of laser, laser-lite, laser-paper and the laser-train presets. Use nerfstudio's own tools "
+            "(ns-eval, ns-export, ns-render) for other methods."
+        )
+    return config, path
 
 
 def training_folder(config: Any, config_path: Path) -> Path | None:

@@ -63,3 +63,49 @@ def test_moved_run_reads_the_checkpoints_next_to_its_config(tmp_path):
     (moved / "nerfstudio_models").mkdir(parents=True)
     locate_saved_run(config, moved / "config.yml")
     assert config.get_checkpoint_dir() == moved / "nerfstudio_models"
+
+
+def test_a_run_that_never_trained_leaves_no_folder(tmp_path):
+    from laser_ns.trainer_config import remove_empty_run_folder
+
+    run_dir = tmp_path / "outputs" / "exp" / "laser-lite" / "run"
+    (run_dir / "nerfstudio_models").mkdir(parents=True)
+    (run_dir / "config.yml").write_text("")
+    assert remove_empty_run_folder(run_dir)
+    assert not (tmp_path / "outputs" / "exp").exists() and (tmp_path / "outputs").is_dir()
+    # a run with anything else in it (a checkpoint, another run of the experiment) is left alone
+    (run_dir / "nerfstudio_models").mkdir(parents=True)
+    (run_dir / "config.yml").write_text("")
+    (run_dir / "nerfstudio_models" / "step-000000001.ckpt").write_bytes(b"")
+    assert not remove_empty_run_folder(run_dir) and (run_dir / "config.yml").exists()
+
+
+def test_switches_that_do_nothing_are_named(capsys):
+    from laser_ns.method_configs import laser_lite_config
+    from laser_ns.trainer_config import warn_ignored_switches
+
+    config = laser_lite_config()
+    assert warn_ignored_switches(config) == []
+    config.pipeline.model.use_adapter = False
+    config.pipeline.model.adapter_at_inference = True
+    warnings = warn_ignored_switches(config)
+    assert len(warnings) == 3
+    out = capsys.readouterr().out
+    for switch in ("use-self-cross", "use-text-augmentation", "adapter-at-inference"):
+        assert f"--pipeline.model.{switch} True does nothing without the adapter" in out
+
+
+def test_several_devices_on_a_cpu_are_refused_before_the_config_is_printed(capsys):
+    import pytest
+
+    from laser_ns.method_configs import laser_lite_config
+
+    config = laser_lite_config()
+    config.machine.num_devices = 2
+    with pytest.raises(device.DeviceUnavailableError, match="trains on one device"):
+        device.check_training_device(config)
+    with pytest.raises(SystemExit) as exit_info:
+        config.print_to_terminal()
+    assert exit_info.value.code == 1
+    out = capsys.readouterr().out
+    assert "ns-train laser-lite: error:" in out and "--machine.num-devices 1" in out and "pipeline=" not in out

@@ -173,8 +173,9 @@ class LaserDataManager(VanillaDataManager[LaserDataset]):
             if not has_labels:
                 raise
             raise ClipWeightsUnavailable(
-                f"{error} This scene has label maps ({data / 'labels'}/): it can train right now with "
-                "--pipeline.teacher-type labels."
+                f"{error} This scene has label maps ({data / 'labels'}/): it can train right now, offline, with "
+                "the simulated dense CLIP teacher (--pipeline.teacher-type clip-like) or the label-map teacher "
+                "(--pipeline.teacher-type labels)."
             ) from None
         self._warn_if_grid_smaller_than_a_patch(sizes, features)
         CONSOLE.print(

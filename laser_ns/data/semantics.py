@@ -20,12 +20,14 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from laser_ns.errors import UserError
+
 UNLABELLED = 255
 """Label-map value for pixels that carry no class (METHOD.md section 11); the one definition, used by the teachers,
 the generated scenes and the evaluation."""
 
 
-class SceneFormatError(ValueError):
+class SceneFormatError(UserError, ValueError):
     """A scene folder does not follow the expected layout; the message names the file and the fix."""
 
 

@@ -53,6 +53,7 @@ from laser_ns.eval.metrics import (
     masks_from_values,
     view_metrics,
 )
+from laser_ns.trainer_config import RunError, read_run_config
 
 
 def _to_uint8(image: torch.Tensor) -> np.ndarray:
@@ -208,19 +209,18 @@ class EvaluateLaser:
     def main(self) -> None:
         from nerfstudio.utils.eval_utils import eval_setup
 
-        if not self.load_config.is_file():
-            raise RunError(f"{self.load_config} does not exist. Pass the config.yml of a training run (outputs/...).")
+        from laser_ns.errors import check_output_dir
+
+        # every check before the expensive work: a laser run, a readable checkpoint, a writable output folder
+        _, config_path = read_run_config(self.load_config, "laser-eval")
+        check_output_dir(self.output_dir, "--output-dir")
         _, pipeline, checkpoint, step = eval_setup(
-            self.load_config, test_mode="test", update_config_callback=lambda c: prepare_run(c, self.load_config)
+            config_path, test_mode="test", update_config_callback=lambda c: prepare_run(c, config_path)
         )
         result = evaluate_pipeline(pipeline, self.output_dir, self.downscale, self.protocol, self.score_teacher)
         CONSOLE.print(f"checkpoint {checkpoint} (step {step})")
         print_result(result)
         CONSOLE.print(f"wrote {self.output_dir / 'metrics.json'}")
-
-
-class RunError(ValueError):
-    """A training run cannot be evaluated (missing or unreadable checkpoint...); the message names the file."""
 
 
 def latest_checkpoint(folder: Path) -> Path:
@@ -282,7 +282,7 @@ def print_result(result: dict[str, Any]) -> None:
 
 
 def entrypoint() -> None:
-    try:
-        tyro.cli(EvaluateLaser).main()
-    except RunError as err:
-        raise SystemExit(f"laser-eval: {err}") from None
+    from laser_ns.errors import run_tool
+
+    command = tyro.cli(EvaluateLaser)
+    run_tool("laser-eval", command.main)

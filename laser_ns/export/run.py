@@ -9,13 +9,11 @@ from typing import Any
 
 from nerfstudio.utils.rich_utils import CONSOLE
 
+from laser_ns.errors import UserError
 from laser_ns.export.frames import TRANSFORMS_FILE, SceneFrames
 
-LASER_METHODS = ("laser", "laser-lite")
-"""Method names whose runs these tools read (presets from ``laser-train`` keep one of them)."""
 
-
-class ExportError(ValueError):
+class ExportError(UserError, ValueError):
     """Bad input to an export or localisation; the message says what was wrong and what to do."""
 
 
@@ -35,47 +33,18 @@ class LaserRun:
     """Dataparser frame <-> original capture frame."""
 
 
-def resolve_config(path: Path) -> Path:
-    """The config.yml that ``path`` names (a file, or a run folder holding one), or an ExportError."""
-    path = Path(path)
-    if path.is_dir():
-        path = path / "config.yml"
-    if not path.is_file():
-        raise ExportError(
-            f"No training config at {path}. Pass --load-config with the config.yml of a laser run, "
-            "e.g. outputs/<experiment>/laser/<timestamp>/config.yml."
-        )
-    return path
-
-
-def read_config(path: Path):
-    """The TrainerConfig saved in ``path``, checked to be a laser run (its checkpoints are checked when loading)."""
-    import yaml
-    from nerfstudio.engine.trainer import TrainerConfig
-
-    try:
-        config = yaml.load(path.read_text(), Loader=yaml.Loader)
-    except Exception as err:  # a YAML file of something else, or a config of a plugin that is not installed
-        raise ExportError(f"{path} is not a readable nerfstudio config ({type(err).__name__}: {err}).") from err
-    if not isinstance(config, TrainerConfig):
-        raise ExportError(f"{path} is not a nerfstudio training config (it holds a {type(config).__name__}).")
-    if config.method_name not in LASER_METHODS:
-        raise ExportError(
-            f"{path} is a '{config.method_name}' run; these tools read laser runs ({', '.join(LASER_METHODS)}). "
-            "Use nerfstudio's ns-export for other methods."
-        )
-    return config
-
-
 def load_run(config_path: Path) -> LaserRun:
     """Loads the pipeline of a laser run for inference (no training images are read)."""
     from nerfstudio.utils.eval_utils import eval_setup
 
     from laser_ns.compat import allow_numpy_scalars_in_checkpoints
-    from laser_ns.eval.evaluate import RunError, prepare_run
+    from laser_ns.eval.evaluate import prepare_run
+    from laser_ns.trainer_config import RunError, read_run_config
 
-    path = resolve_config(config_path)
-    read_config(path)
+    try:
+        _, path = read_run_config(config_path, "laser-export and laser-locate")
+    except RunError as err:
+        raise ExportError(str(err)) from None
     allow_numpy_scalars_in_checkpoints()
     try:
         # as laser-eval: checkpoints and scene found from any folder, the latest checkpoint checked before loading

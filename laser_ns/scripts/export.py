@@ -18,7 +18,6 @@ from typing import Literal
 
 import tyro
 from nerfstudio.utils.rich_utils import CONSOLE
-from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from laser_ns.export.objects import ClusterSettings, Selection
@@ -86,6 +85,7 @@ class ExportLaser:
     """Seed of the random rays."""
 
     def main(self) -> None:
+        from laser_ns.errors import check_output_dir
         from laser_ns.export.objects import extract_object, poisson_mesh
         from laser_ns.export.ply import legend, write_legend, write_ply
         from laser_ns.export.point_cloud import render_labelled_cloud
@@ -94,6 +94,8 @@ class ExportLaser:
         objects = split_texts(self.objects)
         if self.objects is not None and not objects:
             raise ExportError(f"--objects {self.objects!r} holds no query; separate queries with ';'.")
+        # every check before the expensive work: a writable output folder, then a laser run with a checkpoint
+        check_output_dir(self.output_dir, "--output-dir")
         start = time.perf_counter()
         run = load_run(self.load_config)
         model = run.pipeline.model
@@ -166,15 +168,11 @@ class ExportLaser:
             raise ExportError(f"open3d could not write {path}; check the folder is writable.")
 
 
-def main(command) -> None:
-    """Runs a parsed command; input errors end with their message and exit status 1, not a traceback."""
-    from laser_ns.data.semantics import SceneFormatError
+def main(command, tool: str = "laser-export") -> None:
+    """Runs a parsed command; user errors end with their message and exit status 1, not a traceback."""
+    from laser_ns.errors import run_tool
 
-    try:
-        command.main()
-    except (ExportError, SceneFormatError) as error:
-        CONSOLE.print(f"[bold red]error:[/bold red] {escape(str(error))}", highlight=False)
-        raise SystemExit(1) from None
+    run_tool(tool, command.main)
 
 
 def entrypoint() -> None:

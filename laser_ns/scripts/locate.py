@@ -48,6 +48,7 @@ class LocateLaser:
     """Seed of the random rays."""
 
     def main(self) -> None:
+        from laser_ns.errors import check_output_dir
         from laser_ns.export.locate import localise
         from laser_ns.export.point_cloud import render_labelled_cloud
         from laser_ns.export.run import load_run
@@ -56,6 +57,7 @@ class LocateLaser:
         queries = list(dict.fromkeys(queries))
         if not queries:
             raise ExportError('Give a query to locate, e.g. laser-locate --load-config config.yml "red mug".')
+        check_output_dir(self.output.parent, "--output")
         start = time.perf_counter()
         run = load_run(self.load_config)
         cloud = render_labelled_cloud(
@@ -106,7 +108,7 @@ def print_localisation(result: dict) -> None:
 
 
 def entrypoint() -> None:
-    main(tyro.cli(LocateLaser))
+    main(tyro.cli(LocateLaser), "laser-locate")
 
 
 if __name__ == "__main__":

@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
+from laser_ns.errors import UserError
+
 if TYPE_CHECKING:
     from importlib.resources.abc import Traversable
 
@@ -26,7 +28,7 @@ PRESET_DIR: Traversable = resources.files("laser_ns") / "configs" / "3dovs"
 """Where named presets live: package data of laser_ns (the repository's configs/3dovs/)."""
 
 
-class PresetError(ValueError):
+class PresetError(UserError, ValueError):
     """A preset is missing or malformed; the message names the file."""
 
 

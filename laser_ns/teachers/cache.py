@@ -26,6 +26,7 @@ from jaxtyping import Float, Int
 from torch import Tensor
 from tqdm import tqdm
 
+from laser_ns.errors import UserError
 from laser_ns.teachers.base import DenseTeacher
 
 logger = logging.getLogger(__name__)
@@ -74,7 +75,7 @@ def _atomic_write(path: Path, write: Any) -> None:
             tmp.unlink()
 
 
-class CacheNotWritableError(RuntimeError):
+class CacheNotWritableError(UserError, RuntimeError):
     """The cache folder cannot be written (read-only scene folder, a file in the way...); names the fix."""
 
 

@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from jaxtyping import Float, Int
 from torch import Tensor, nn
 
+from laser_ns.errors import UserError
 from laser_ns.teachers.base import (
     DenseTeacher,
     DenseTeacherConfig,
@@ -49,7 +50,7 @@ _HUB_PROBE_TIMEOUT_S = 5.0
 logger = logging.getLogger(__name__)
 
 
-class ClipWeightsUnavailable(RuntimeError):
+class ClipWeightsUnavailable(UserError, RuntimeError):
     """The pretrained CLIP weights are neither cached nor downloadable; the message names every way forward."""
 
 
@@ -121,7 +122,8 @@ def _weights_help(model_name: str, tag: str, repo_id: str, filename: str) -> str
         f"print(hf_hub_download('{repo_id}', '{filename}'))\" and copy the printed file's models--"
         f"{repo_id.replace('/', '--')} folder into this machine's cache ({_hf_cache_dir()}; default "
         "~/.cache/huggingface/hub, moved by HF_HOME or HF_HUB_CACHE); (3) on a scene with labels/, lift its label "
-        "maps with the label-map teacher instead of CLIP: --pipeline.teacher-type labels (no CLIP weights needed). "
+        "maps instead of CLIP, with the simulated dense CLIP teacher (--pipeline.teacher-type clip-like, as laser-demo does) "
+        "or the plain label-map teacher (--pipeline.teacher-type labels); neither needs CLIP weights. "
         f"DenseClip never falls back to random weights for {model_name}/{tag}."
     )
 

@@ -168,8 +168,9 @@ def test_missing_clip_weights_offer_the_label_teacher_when_the_scene_has_labels(
         config.setup(device="cpu", test_mode="val")
     message = str(info.value)
     assert message.startswith("The CLIP weights ViT-B-16/openai could not be obtained.")
-    hint = f"This scene has label maps ({scene / 'labels'}/): it can train right now with"
-    assert (f"{hint} --pipeline.teacher-type labels" in message) == with_labels
+    hint = f"This scene has label maps ({scene / 'labels'}/): it can train right now, offline,"
+    assert (hint in message and "--pipeline.teacher-type clip-like" in message) == with_labels
+    assert ("--pipeline.teacher-type labels" in message) == with_labels
 
 
 def _blob_features(dim: int = 16) -> list[torch.Tensor]:

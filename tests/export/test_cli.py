@@ -123,11 +123,16 @@ def test_locate_without_a_query_or_config(tmp_path, capsys):
     assert status == 1 and "Give a query to locate" in out
 
 
-def test_another_methods_run_is_refused(trained, tmp_path, capsys):
-    other = tmp_path / "config.yml"
-    other.write_text(trained.read_text().replace("method_name: laser-lite", "method_name: nerfacto"))
-    status, out = in_process("export", "--load-config", str(other), capsys=capsys)
-    assert status == 1 and "is a 'nerfacto' run" in out and "ns-export" in out
+def test_a_laser_paper_run_is_read(trained, tmp_path, capsys):
+    # issue 18: an allow-list of method names refused every laser-paper run (every 3D-OVS preset); the pipeline
+    # type decides now
+    renamed = tmp_path / "config.yml"
+    renamed.write_text(trained.read_text().replace("method_name: laser-lite", "method_name: laser-paper"))
+    (tmp_path / "nerfstudio_models").symlink_to(trained.parent / "nerfstudio_models")
+    status, out = in_process("locate", "--load-config", str(renamed), "table", "--output", str(tmp_path / "l.json"),
+                             "--num-points", "500", capsys=capsys)  # fmt: skip
+    assert status == 0, out
+    assert json.loads((tmp_path / "l.json").read_text())["queries"][0]["query"] == "table"
 
 
 def test_a_query_that_matches_nothing_is_a_clear_error(trained, tmp_path, capsys):
