@@ -279,6 +279,7 @@ class CostBenchmark:
         laser_pipeline.datamanager.data = self.scene_dir
         laser_pipeline.datamanager.train_num_rays_per_batch = self.rays_per_batch
         laser_pipeline.datamanager.language_patch_size = self.language_patch_size
+        laser_pipeline.datamanager.language_patch_tiles = None
         laser_pipeline.model.label_volume.render = self.label_volume_render
         if self.teacher == "clip-like":
             laser_pipeline.teacher_type = "clip-like"

@@ -321,6 +321,7 @@ class QualityBenchmark:
         config.steps_per_save = 10**9
         config.pipeline.datamanager.data = scene
         config.pipeline.datamanager.language_patch_size = self.language_patch_size
+        config.pipeline.datamanager.language_patch_tiles = None
         if self.language_start_fraction is not None:
             config.pipeline.model.schedule.language_start_fraction = self.language_start_fraction
         if self.teacher == "clip-like":

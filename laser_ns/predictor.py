@@ -26,7 +26,7 @@ from nerfstudio.configs.base_config import InstantiateConfig
 from nerfstudio.utils import colormaps
 from torch import Tensor, nn
 
-from laser_ns.components.relevancy import class_colormap, closed_set_segmentation, label_volume_scores, lerf_relevancy
+from laser_ns.components.relevancy import class_colours, closed_set_segmentation, label_volume_scores, lerf_relevancy
 
 CANONICAL_NEGATIVES = ("object", "things", "stuff", "texture")
 """LERF's canonical negative phrases for open-vocabulary relevancy."""
@@ -87,7 +87,7 @@ class LanguagePredictor(nn.Module):
         num_classes = len(self.class_names)
         self.register_buffer("class_text", torch.zeros(num_classes, dim))
         self.register_buffer("class_text_aug", torch.zeros(num_classes, dim))
-        self.register_buffer("class_colors", class_colormap(max(num_classes, 1))[:num_classes].float())
+        self.register_buffer("class_colors", class_colours(self.class_names))
         self.register_buffer("negative_text", torch.zeros(len(config.negatives), dim))
         self.register_buffer("query_text", torch.zeros(0, dim), persistent=False)
         # clip_pca: mean [1, D], basis [D, 3], 1% and 99% quantiles [3] of the projected sample, and whether fitted
@@ -156,10 +156,20 @@ class LanguagePredictor(nn.Module):
             return self.class_names + extra, torch.cat([self.class_text, extra_text])
         return list(self.class_names), self.class_text
 
+    def segmentation_colours(self) -> Float[Tensor, "C 3"]:
+        """Colours of :meth:`segmentation_classes`: the scene's classes keep theirs (``class_colors``, saved with the
+        run), typed queries get colours that fit their names and differ from those."""
+        names, _ = self.segmentation_classes()
+        extra = names[len(self.class_names) :]
+        colours = self.class_colors.float().cpu()
+        if extra:
+            colours = torch.cat([colours, class_colours(extra, taken=colours.tolist())])
+        return colours.to(self.class_colors.device)
+
     def segmentation_legend(self) -> list[tuple[str, tuple[int, int, int]]]:
         """(class name, 0-255 RGB) of every colour the segmentation output can show."""
         names, _ = self.segmentation_classes()
-        colors = (class_colormap(max(len(names), 1))[: len(names)] * 255).round().int().tolist()
+        colors = (self.segmentation_colours() * 255).round().int().tolist()
         return [(name, tuple(color)) for name, color in zip(names, colors, strict=True)]
 
     # ------------------------------------------------------------------ outputs
@@ -177,7 +187,7 @@ class LanguagePredictor(nn.Module):
         # Closed set: the scene's classes (plus typed queries in segmentation mode), from features or label volume.
         names, text = self.segmentation_classes()
         if names:
-            colors = class_colormap(len(names)).to(rgb)
+            colors = self.segmentation_colours().to(rgb)
             if self.segment_with_label_volume and label_dist is not None:
                 classes = label_volume_scores(label_dist, text).argmax(dim=-1)
             else:

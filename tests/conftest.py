@@ -33,6 +33,7 @@ def tiny_pipeline_config(scene: Path, max_steps: int = 20, **model_overrides):
     pipeline.datamanager.dataparser.data = scene
     pipeline.datamanager.train_num_rays_per_batch = 64
     pipeline.datamanager.language_patch_size = 32
+    pipeline.datamanager.language_patch_tiles = None  # the tests' patches are in pixels
     # No trainer here to give the schedule the run's length (--max-num-iterations): the pipeline built from this
     # config gives it max_steps, as the trainer's callbacks would.
     pipeline._target = functools.partial(_pipeline_with_run_length, max_steps=max_steps)

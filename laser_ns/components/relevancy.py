@@ -1,6 +1,9 @@
 """Scoring rendered CLIP features against text (METHOD.md section 7), as small pure functions."""
 
 import colorsys
+import math
+import re
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -69,3 +72,72 @@ def class_colormap(num_classes: int) -> Float[Tensor, "C 3"]:
         value = (0.95, 0.7, 0.5)[(i // 3) % 3]
         colours.append(colorsys.hsv_to_rgb(hue, saturation, value))
     return torch.tensor(colours, dtype=torch.float32).reshape(num_classes, 3)
+
+
+COLOUR_WORDS: dict[str, tuple[float, float, float]] = {
+    "red": (0.85, 0.10, 0.10),
+    "green": (0.15, 0.70, 0.20),
+    "blue": (0.10, 0.35, 0.90),
+    "yellow": (0.95, 0.85, 0.10),
+    "orange": (1.00, 0.55, 0.00),
+    "purple": (0.55, 0.20, 0.75),
+    "violet": (0.55, 0.20, 0.75),
+    "pink": (1.00, 0.50, 0.75),
+    "brown": (0.50, 0.30, 0.12),
+    "wooden": (0.60, 0.40, 0.20),
+    "black": (0.08, 0.08, 0.08),
+    "white": (0.97, 0.97, 0.97),
+    "grey": (0.55, 0.55, 0.55),
+    "gray": (0.55, 0.55, 0.55),
+    "cyan": (0.00, 0.80, 0.80),
+    "gold": (0.85, 0.70, 0.15),
+    "golden": (0.85, 0.70, 0.15),
+    "silver": (0.75, 0.75, 0.80),
+    "beige": (0.90, 0.85, 0.65),
+}
+"""Colour words a class name may hold, and the colour such a class is drawn in (so "red apple" is drawn red)."""
+
+_SHADES = (1.0, 0.6, 1.35, 0.4, 1.7)
+"""Brightness factors for the second, third... class naming the same colour."""
+
+
+def _colour_word(name: str) -> str | None:
+    for word in re.findall(r"[a-z]+", name.lower()):
+        if word in COLOUR_WORDS:
+            return word
+    return None
+
+
+def _shade(base: tuple[float, float, float], k: int) -> tuple[float, float, float]:
+    factor = _SHADES[k % len(_SHADES)]
+    if factor <= 1.0:
+        return tuple(c * factor for c in base)
+    return tuple(min(1.0, c + (1.0 - c) * (factor - 1.0) / 1.0) for c in base)  # towards white
+
+
+def class_colours(names: Sequence[str], taken: Sequence[Sequence[float]] = ()) -> Float[Tensor, "C 3"]:
+    """RGB colours in [0, 1] for classes named ``names`` that do not contradict the names: a class whose name holds a
+    colour word ("red apple", "green ball") is drawn in that colour (a darker or lighter shade for the second one of
+    the same word); every other class takes the next colour of :func:`class_colormap` that is not close to a named
+    colour of the list, nor to a colour already given (``taken``: colours already on screen). Deterministic."""
+    words = [_colour_word(name) for name in names]
+    reserved = [COLOUR_WORDS[w] for w in words if w is not None]
+    given: list[tuple[float, float, float]] = [tuple(float(c) for c in colour) for colour in taken]
+    counts: dict[str, int] = {}
+    candidates = iter(class_colormap(len(names) + len(_PALETTE) + 64).tolist())
+    result = []
+    for word in words:
+        if word is not None:
+            colour = _shade(COLOUR_WORDS[word], counts.get(word, 0))
+            counts[word] = counts.get(word, 0) + 1
+        else:
+            colour = None
+            for candidate in candidates:
+                if all(math.dist(candidate, other) > 0.35 for other in reserved + given):
+                    colour = tuple(candidate)
+                    break
+            if colour is None:  # more classes than distinct colours: reuse the map's own order
+                colour = tuple(class_colormap(len(result) + 1)[-1].tolist())
+        given.append(colour)
+        result.append(colour)
+    return torch.tensor(result, dtype=torch.float32).reshape(len(names), 3)

@@ -69,6 +69,10 @@ class LaserDataManagerConfig(VanillaDataManagerConfig):
     language_patch_size: int = 256
     """Side of the square crops in pixels of the teacher's image (a multiple of its tile: 16 pixels for CLIP ViT-B/16);
     one ray per tile."""
+    language_patch_tiles: int | None = None
+    """Side of the square crops in teacher tiles, whatever the teacher's tile size; overrides language_patch_size when
+    set. laser-lite uses 8, so that one setting suits dense CLIP's 16-pixel tiles (128 pixels) and the CLIP-like
+    teacher's 4-pixel tiles on small scenes (32 pixels) alike."""
     language_patches_per_step: int = 8
     """Crops per training step (reference: 8; 16 for the table scene)."""
     language_ray_jitter: bool = True
@@ -187,7 +191,7 @@ class LaserDataManager(VanillaDataManager[LaserDataset]):
     def _warn_if_grid_smaller_than_a_patch(self, sizes: list[tuple[int, int]], features: list[Tensor]) -> None:
         """One warning when some image's tile grid is smaller than a language patch: patches then shrink to it."""
         tile = self.teacher.tile_size
-        tile_px = max(1, self.config.language_patch_size // tile)
+        tile_px = self.patch_tiles()
         small = [i for i, f in enumerate(features) if f.shape[0] < tile_px or f.shape[1] < tile_px]
         if not small:
             return
@@ -202,11 +206,27 @@ class LaserDataManager(VanillaDataManager[LaserDataset]):
         CONSOLE.print(
             f"[bold yellow]WARNING: the teacher sees {width}x{height} images (teacher_image_scale {scale} x the "
             f"{capture_w}x{capture_h} capture, e.g. {capture}), a {grid_w}x{grid_h}-tile grid, smaller than one "
-            f"{self.config.language_patch_size}-pixel language patch ({tile_px}x{tile_px} tiles), as for {len(small)} "
+            f"{tile * tile_px}-pixel language patch ({tile_px}x{tile_px} tiles), as for {len(small)} "
             f"of the {len(features)} images. Their patches are cut down to the whole image. Raise "
             f"--pipeline.datamanager.teacher-image-scale (to {needed_scale} or more) or lower "
-            f"--pipeline.datamanager.language-patch-size (to {tile * min(grid_h, grid_w)} or less)."
+            + (
+                f"--pipeline.datamanager.language-patch-tiles (to {min(grid_h, grid_w)} or less)."
+                if self.config.language_patch_tiles is not None
+                else f"--pipeline.datamanager.language-patch-size (to {tile * min(grid_h, grid_w)} or less)."
+            )
         )
+
+    def patch_tiles(self) -> int:
+        """Side of a language crop in teacher tiles (``language_patch_tiles``, else ``language_patch_size`` over the
+        teacher's tile)."""
+        if self.config.language_patch_tiles is not None:
+            if self.config.language_patch_tiles < 1:
+                raise ValueError(
+                    f"--pipeline.datamanager.language-patch-tiles must be 1 or more, got "
+                    f"{self.config.language_patch_tiles}."
+                )
+            return self.config.language_patch_tiles
+        return max(1, self.config.language_patch_size // self.teacher.tile_size)
 
     # ------------------------------------------------------------------ batches
     def next_train(self, step: int, with_language: bool = True) -> tuple[RayBundle, dict]:
@@ -241,7 +261,7 @@ class LaserDataManager(VanillaDataManager[LaserDataset]):
         Everything is made on the device of the cached features, so the validity mask below indexes tensors of its
         own device (on a GPU, a CUDA mask cannot index CPU tensors).
         """
-        tile_px = max(1, self.config.language_patch_size // self.teacher.tile_size)
+        tile_px = self.patch_tiles()
         dataset = self.train_dataset
         device = self.tile_features[0].device
         num_patches = self.config.language_patches_per_step

@@ -122,8 +122,8 @@ def _weights_help(model_name: str, tag: str, repo_id: str, filename: str) -> str
         f"print(hf_hub_download('{repo_id}', '{filename}'))\" and copy the printed file's models--"
         f"{repo_id.replace('/', '--')} folder into this machine's cache ({_hf_cache_dir()}; default "
         "~/.cache/huggingface/hub, moved by HF_HOME or HF_HUB_CACHE); (3) on a scene with labels/, lift its label "
-        "maps instead of CLIP, with the simulated dense CLIP teacher (--pipeline.teacher-type clip-like, as laser-demo does) "
-        "or the plain label-map teacher (--pipeline.teacher-type labels); neither needs CLIP weights. "
+        "maps instead of CLIP, with the simulated dense CLIP teacher (--pipeline.teacher-type clip-like, as "
+        "laser-demo does) or the plain label-map teacher (--pipeline.teacher-type labels); neither needs CLIP weights. "
         f"DenseClip never falls back to random weights for {model_name}/{tag}."
     )
 

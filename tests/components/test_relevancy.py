@@ -69,3 +69,26 @@ def test_class_colormap_distinct_and_deterministic(num_classes):
         assert distances.min().item() > 0.05
     # A longer map extends a shorter one, so class k keeps its colour as classes are added.
     assert torch.equal(class_colormap(num_classes + 3)[:num_classes], colours)
+
+
+def test_class_colours_do_not_contradict_class_names():
+    # issue 18: "red apple" was drawn green
+    from laser_ns.components.relevancy import COLOUR_WORDS, class_colours
+
+    names = ["table", "red apple", "green ball", "red mug", "wall", "blue cup", "pear", "white plate"]
+    colours = class_colours(names)
+    assert colours.shape == (len(names), 3) and torch.equal(colours, class_colours(names))
+    red_apple, green_ball, red_mug, blue_cup = colours[1], colours[2], colours[3], colours[5]
+    assert red_apple.argmax() == 0 and red_mug.argmax() == 0 and green_ball.argmax() == 1 and blue_cup.argmax() == 2
+    assert (red_apple - red_mug).norm() > 0.1  # two red classes stay apart (a darker shade)
+    assert colours[7].min() > 0.9  # white is white
+    distances = torch.cdist(colours, colours) + torch.eye(len(names)) * 10
+    assert distances.min() > 0.1
+    # a class without a colour word takes no colour close to one the names use
+    for k in (0, 4, 6):
+        for word in ("red", "green", "blue", "white"):
+            assert (colours[k] - torch.tensor(COLOUR_WORDS[word])).norm() > 0.35
+    # colours given to typed queries avoid those on screen
+    extra = class_colours(["chair", "red book"], taken=colours.tolist())
+    assert extra[1].argmax() == 0
+    assert (torch.cdist(extra[:1], colours).min()) > 0.35

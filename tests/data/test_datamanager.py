@@ -230,3 +230,18 @@ def test_unknown_patch_sampling_is_refused(tiny_scene):
     config.datamanager.language_patch_sampling = "rare"  # type: ignore[assignment]
     with pytest.raises(ValueError, match="language-patch-sampling"):
         config.setup(device="cpu", test_mode="val")
+
+
+@pytest.mark.parametrize("tile_size", [4, 8])
+def test_laser_lite_patches_are_eight_tiles_whatever_the_teachers_tile(scene_128x96, tmp_path, tile_size):
+    # issue 18: laser-lite's 128-pixel patch was larger than a 160x120 image with the CLIP-like teacher's 4-px tiles
+    config = tiny_pipeline_config(scene_128x96)
+    config.datamanager.language_patch_tiles = 8  # laser-lite's setting
+    config.datamanager.language_patch_size = 128
+    config.datamanager.cache_dir = tmp_path / "cache"
+    config.teacher_type = "clip-like"
+    config.clip_like_teacher.tile_size = tile_size
+    datamanager = config.setup(device="cpu", test_mode="val").datamanager
+    torch.manual_seed(0)
+    _, _, _, (patches, rows, cols) = datamanager._sample_patches()
+    assert (rows, cols) == (8, 8) and patches == config.datamanager.language_patches_per_step
