@@ -2,12 +2,18 @@
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
+TORCH_CPU_INDEX ?= https://download.pytorch.org/whl/cpu
 
 .PHONY: setup system-libs browser demo test lint
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
+	@# Without an NVIDIA GPU, the CPU build of torch (a tenth of the CUDA build's size) from PyTorch's own index;
+	@# where that index is not reachable, pip falls back to PyPI's torch below (a CUDA build that also runs on a CPU).
+	@command -v nvidia-smi >/dev/null 2>&1 || $(PY) -m pip install --quiet --retries 0 --timeout 15 \
+		--index-url $(TORCH_CPU_INDEX) torch torchvision \
+		|| echo "note: $(TORCH_CPU_INDEX) is not reachable; torch comes from PyPI (a CUDA build, several GB)"
 	$(PY) -m pip install --quiet -e ".[test]"
 	@# ns-render needs an ffmpeg on PATH; use the one imageio-ffmpeg ships when the system has none
 	command -v ffmpeg >/dev/null || ln -sf "$$($(PY) -c 'import imageio_ffmpeg; print(imageio_ffmpeg.get_ffmpeg_exe())')" $(VENV)/bin/ffmpeg

@@ -152,8 +152,9 @@ def load_geometry(model: nn.Module, checkpoint: Path, run_dir: Path | None = Non
         if key in target and target[key].shape != value.shape:
             raise GeometryCheckpointError(
                 f"{checkpoint}: {key} has shape {tuple(value.shape)}, this model expects {tuple(target[key].shape)}. "
-                "Train nerfacto with the same field settings as this laser method (for `laser`: nerfacto's "
-                "defaults) on the same images (use the laser-data dataparser so all images train)."
+                "Train the geometry with the same field settings as this laser method on the same images: for "
+                "`laser`, `ns-train nerfacto --data <scene> laser-data` (nerfacto's defaults); for `laser-lite`, "
+                "`ns-train nerfacto-lite --data <scene>` (laser-lite's sizes, offline on a CPU)."
             )
     model.load_state_dict({**target, **{k: v for k, v in source.items() if k in target}})
     loaded = len(source)

@@ -6,7 +6,7 @@ here loads CLIP, tiny-cuda-nn or CUDA.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 from nerfstudio.cameras.camera_optimizers import CameraOptimizerConfig
 from nerfstudio.configs.base_config import MachineConfig, ViewerConfig
@@ -193,6 +193,53 @@ def laser_lite_config() -> TrainerConfig:
     return config
 
 
+def nerfacto_lite_config(steps: int = 1000) -> TrainerConfig:
+    """nerfacto with laser-lite's field, proposal networks and camera settings, on the laser-data dataparser, without
+    the LPIPS download: a geometry run for ``ns-train laser-lite --pipeline.model.geometry-checkpoint``, offline on
+    a CPU (the nerfacto route of ``laser``, at laser-lite's size)."""
+    from nerfstudio.data.datamanagers.base_datamanager import VanillaDataManagerConfig
+    from nerfstudio.engine.schedulers import ExponentialDecaySchedulerConfig
+    from nerfstudio.models.nerfacto import NerfactoModelConfig
+    from nerfstudio.pipelines.base_pipeline import VanillaPipelineConfig
+
+    from laser_ns.fields.radiance_field import OfflineNerfactoModelConfig
+
+    lite = laser_lite_config()
+    lite_model = lite.pipeline.model
+    shared = {
+        f.name: getattr(lite_model, f.name) for f in fields(NerfactoModelConfig) if f.init and f.name != "_target"
+    }
+    lite_data = lite.pipeline.datamanager
+
+    def adam(lr: float) -> dict:
+        return {
+            "optimizer": AdamBetasOptimizerConfig(lr=lr, eps=1e-15),
+            "scheduler": ExponentialDecaySchedulerConfig(lr_final=lr / 100, max_steps=steps),
+        }
+
+    return LaserTrainerConfig(
+        method_name="nerfacto-lite",
+        steps_per_eval_batch=200,
+        steps_per_eval_image=steps,
+        steps_per_eval_all_images=steps,
+        steps_per_save=steps,
+        max_num_iterations=steps,
+        mixed_precision=False,
+        machine=MachineConfig(device_type="cpu"),
+        pipeline=VanillaPipelineConfig(
+            datamanager=VanillaDataManagerConfig(
+                dataparser=LaserDataParserConfig(),
+                train_num_rays_per_batch=lite_data.train_num_rays_per_batch,
+                eval_num_rays_per_batch=lite_data.eval_num_rays_per_batch,
+            ),
+            model=OfflineNerfactoModelConfig(**shared),
+        ),
+        optimizers={"proposal_networks": adam(1e-2), "fields": adam(1e-2), "camera_opt": adam(1e-3)},
+        viewer=ViewerConfig(num_rays_per_chunk=1 << 11),
+        vis="viewer",
+    )
+
+
 laser_method = MethodSpecification(
     config=laser_config(),
     description="Laser (T-PAMI 2025): dense-CLIP language field, paper schedule, measured-best parts (GPU).",
@@ -207,4 +254,10 @@ laser_paper_method = MethodSpecification(
 laser_lite_method = MethodSpecification(
     config=laser_lite_config(),
     description="Laser with small grids and few samples: trains a small scene on a CPU in minutes.",
+)
+
+nerfacto_lite_method = MethodSpecification(
+    config=nerfacto_lite_config(),
+    description="nerfacto at laser-lite's size on the laser-data dataparser, offline (no LPIPS download): geometry for "
+    "laser-lite --pipeline.model.geometry-checkpoint.",
 )

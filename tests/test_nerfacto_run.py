@@ -114,3 +114,38 @@ def test_a_truncated_checkpoint_is_named(tmp_path):
     broken.write_bytes(b"PK\x03\x04 not a whole zip")
     with pytest.raises(GeometryCheckpointError, match="step-000000001.ckpt.*truncated"):
         load_geometry(torch.nn.Module(), broken, tmp_path)
+
+
+def test_nerfacto_lite_trains_offline_and_seeds_laser_lite(tiny_scene, tmp_path):
+    # issue 18: the nerfacto route failed offline on a CPU (LPIPS download) and fitted only `laser`
+    env = {**os.environ, "TORCH_HOME": str(tmp_path / "empty_torch_home")}  # no AlexNet weights anywhere
+    env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
+    out = tmp_path / "geometry"
+    args = [str(BIN / "ns-train"), "nerfacto-lite", "--data", str(tiny_scene), *common(out, "nerfacto-lite", 8)]
+    run(args, env)
+    config = out / "e" / "nerfacto-lite" / "run" / "config.yml"
+    source = checkpoint_model_state(sorted((config.parent / "nerfstudio_models").glob("*.ckpt"))[-1])
+
+    pipeline_config = _laser_lite_pipeline(tiny_scene, tmp_path)
+    pipeline_config.model.geometry_checkpoint = config
+    model = pipeline_config.setup(device="cpu", test_mode="val").model
+    for name, value in model.field.state_dict().items():
+        assert torch.equal(value, source[f"field.{name}"]), name
+
+
+def test_a_full_size_nerfacto_run_into_laser_lite_names_nerfacto_lite(tiny_scene, nerfacto_run, tmp_path):
+    pipeline_config = _laser_lite_pipeline(tiny_scene, tmp_path)
+    pipeline_config.model.geometry_checkpoint = nerfacto_run
+    with pytest.raises(GeometryCheckpointError, match="ns-train nerfacto-lite --data <scene>"):
+        pipeline_config.setup(device="cpu", test_mode="val")
+
+
+def _laser_lite_pipeline(scene: Path, tmp_path: Path):
+    from laser_ns.method_configs import laser_lite_config
+
+    pipeline_config = laser_lite_config().pipeline
+    pipeline_config.teacher_type = "labels"
+    pipeline_config.label_teacher.text_encoder = "hashed"
+    pipeline_config.datamanager.data = scene
+    pipeline_config.datamanager.cache_dir = tmp_path / "cache"
+    return pipeline_config

@@ -42,6 +42,32 @@ def _without_lpips() -> Iterator[None]:
         lpip.LearnedPerceptualImagePatchSimilarity = original  # type: ignore[misc]
 
 
+class LpipsSkipped:
+    """Stands in for LPIPS in :class:`OfflineNerfactoModel`: its evaluations report lpips as NaN (not computed)."""
+
+    def __call__(self, *args, **kwargs):
+        import torch
+
+        return torch.tensor(float("nan"))
+
+
+class OfflineNerfactoModel(NerfactoModel):
+    """nerfacto itself, without the LPIPS metric whose AlexNet weights nerfacto downloads when it is built: it trains
+    offline (``ns-train nerfacto-lite``), and its evaluations report psnr and ssim, lpips as NaN."""
+
+    def populate_modules(self) -> None:
+        with _without_lpips():
+            super().populate_modules()
+        self.lpips = LpipsSkipped()
+
+
+@dataclasses.dataclass
+class OfflineNerfactoModelConfig(NerfactoModelConfig):
+    """nerfacto's options; builds :class:`OfflineNerfactoModel`."""
+
+    _target: type = dataclasses.field(default_factory=lambda: OfflineNerfactoModel)
+
+
 _NO_EFFECT = {
     "orientation_loss_mult": "it weighs a normals loss, and laser predicts no normals",
     "pred_normal_loss_mult": "it weighs a normals loss, and laser predicts no normals",

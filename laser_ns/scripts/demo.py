@@ -17,9 +17,19 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import tyro
 from nerfstudio.utils.rich_utils import CONSOLE
+
+QUALITIES: dict[str, dict[str, int]] = {
+    "quick": {"width": 160, "height": 120, "tile_size": 4, "steps": 2000},
+    "full": {"width": 256, "height": 192, "tile_size": 5, "steps": 3000},
+}
+"""The demo's two settings: the quick one is the quality benchmark's (benchmarks/RESULTS.md)."""
+
+QUICK_MINUTES = 7
+"""Measured: the quick demo on this project's 2-core CPU machine, setup excluded (benchmarks/RESULTS.md, 'Demo')."""
 
 
 @dataclass
@@ -28,44 +38,66 @@ class Demo:
 
     output_dir: Path = Path("demo_output")
     """Everything goes here: scene/, runs/, eval/ and segmentation.mp4."""
+    quality: Literal["quick", "full"] = "quick"
+    """'quick': a 160x120 scene, 2000 steps (minutes on a 2-core CPU, see QUICK_MINUTES); 'full': 256x192, 3000
+    steps, sharper edges (several times longer on a CPU; minutes on a GPU)."""
     preset: str = "tabletop"
     """Which generated scene (see laser-make-scene --help)."""
-    steps: int = 3000
-    """Training steps (laser-lite: the first quarter trains geometry only)."""
+    steps: int | None = None
+    """Training steps (laser-lite: the first quarter trains geometry only); default: the quality's."""
     seed: int = 0
     """Scene seed."""
-    width: int = 256
-    """Image width of the generated scene."""
-    height: int = 192
-    """Image height of the generated scene."""
     num_views: int = 30
     """Views of the generated scene."""
-    tile_size: int = 5
-    """Teacher tile in pixels: 5 at 256x192 gives a 51x38 grid (dense CLIP's ratio on a 5x-downsampled capture)."""
+
+    def settings(self) -> dict[str, int]:
+        """Image size, teacher tile and steps of the chosen quality (tiles: dense CLIP's ratio on a 5x-downsampled
+        capture, about 40 to 50 tiles across)."""
+        chosen = dict(QUALITIES[self.quality])
+        if self.steps is not None:
+            if self.steps < 100:
+                raise SystemExit(f"laser-demo: --steps {self.steps} is too few to learn geometry; use 1000 or more.")
+            chosen["steps"] = self.steps
+        return chosen
 
     def main(self) -> None:
         from laser_ns.scenes import make_scene
 
+        settings = self.settings()
         start = time.perf_counter()
         out = self.output_dir.resolve()
+        expected = QUICK_MINUTES if self.quality == "quick" and self.steps is None else None
+        CONSOLE.rule("laser_ns demo")
+        CONSOLE.print(
+            f"[laser_ns] {self.quality} demo: a {settings['width']}x{settings['height']} '{self.preset}' scene, "
+            f"{settings['steps']} steps of laser-lite on the simulated dense CLIP teacher, then evaluation and a "
+            "segmented video"
+            + (f"; about {expected} minutes on a 2-core CPU" if expected else "")
+            + f". Outputs go to {out}"
+        )
         scene = out / "scene"
         if scene.exists():
             shutil.rmtree(scene)
         info = make_scene(
-            scene, self.preset, seed=self.seed, num_views=self.num_views, width=self.width, height=self.height
-        )
+            scene, self.preset, seed=self.seed, num_views=self.num_views, width=settings["width"],
+            height=settings["height"],
+        )  # fmt: skip
         CONSOLE.print(f"[laser_ns] scene with classes {info.class_names} written to {scene}")
 
         run_dir = out / "runs"
+        if (run_dir / "demo" / "laser-lite" / "demo").exists():
+            shutil.rmtree(run_dir / "demo" / "laser-lite" / "demo")  # a fresh run, not the previous demo's checkpoints
+        never = str(10 * settings["steps"])  # nerfstudio's periodic evaluations: the demo evaluates once, at the end
         _run(
             [
                 _tool("ns-train"), "laser-lite", "--data", str(scene),
                 "--output-dir", str(run_dir), "--experiment-name", "demo", "--timestamp", "demo",
-                "--max-num-iterations", str(self.steps), "--vis", "tensorboard",
+                "--max-num-iterations", str(settings["steps"]), "--vis", "tensorboard",
                 "--viewer.quit-on-train-completion", "True",
-                "--pipeline.teacher-type", "clip-like", "--pipeline.clip-like-teacher.tile-size", str(self.tile_size),
+                "--steps-per-eval-batch", never, "--steps-per-eval-image", never, "--steps-per-eval-all-images", never,
+                "--pipeline.teacher-type", "clip-like",
+                "--pipeline.clip-like-teacher.tile-size", str(settings["tile_size"]),
                 "--pipeline.clip-like-teacher.seed", str(self.seed),
-                "--pipeline.datamanager.language-patch-size", str(8 * self.tile_size),
             ]
         )  # fmt: skip
         config = run_dir / "demo" / "laser-lite" / "demo" / "config.yml"
@@ -95,10 +127,22 @@ class Demo:
             f"its teacher's own 2D segmentation of the same views: mIoU {100 * teacher['miou']:.1f}  "
             f"accuracy {100 * teacher['accuracy']:.1f} (simulated dense CLIP)"
         )
+        CONSOLE.print("colours: " + legend_markup(metrics["class_names"]))
         CONSOLE.print(f"segmented video: {video}")
         CONSOLE.print(f"side-by-side views (RGB | prediction | ground truth): {out / 'eval'}")
         CONSOLE.print(f"open it in the viewer: ns-viewer --load-config {config}")
         CONSOLE.print(f"total time {minutes:.1f} min")
+
+
+def legend_markup(class_names: list[str]) -> str:
+    """Rich markup naming each class beside a swatch of its colour in the segmentation (the predictor's colours)."""
+    from laser_ns.components.relevancy import class_colours
+
+    parts = []
+    for name, colour in zip(class_names, class_colours(class_names).tolist(), strict=True):
+        r, g, b = (round(255 * c) for c in colour)
+        parts.append(f"[on rgb({r},{g},{b})]   [/] {name}")
+    return "  ".join(parts)
 
 
 def _tool(name: str) -> str:
