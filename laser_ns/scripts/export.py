@@ -89,7 +89,7 @@ class ExportLaser:
         from laser_ns.export.objects import extract_object, poisson_mesh
         from laser_ns.export.ply import legend, write_legend, write_ply
         from laser_ns.export.point_cloud import render_labelled_cloud
-        from laser_ns.export.run import load_run
+        from laser_ns.export.run import geometry_warnings, load_run, print_geometry_warnings
 
         objects = split_texts(self.objects)
         if self.objects is not None and not objects:
@@ -114,6 +114,8 @@ class ExportLaser:
             seed=self.seed,
         )
         render_seconds = time.perf_counter() - start
+        warnings = geometry_warnings(run, cloud.points)
+        print_geometry_warnings(warnings)
 
         clusters = ClusterSettings(eps=self.cluster_eps, min_cluster_fraction=self.min_cluster_fraction)
         entries = []
@@ -150,6 +152,7 @@ class ExportLaser:
             objects=entries,
             seconds={"render": round(render_seconds, 2), "total": round(time.perf_counter() - start, 2)},
         )
+        content["warnings"] = warnings
         write_legend(self.output_dir / "legend.json", content)
         ply = self.output_dir / "point_cloud.ply"
         CONSOLE.print(f"[laser_ns] wrote {ply} ({len(scene)} points, {scene.frame} frame)")

@@ -51,7 +51,7 @@ class LocateLaser:
         from laser_ns.errors import check_output_dir
         from laser_ns.export.locate import localise
         from laser_ns.export.point_cloud import render_labelled_cloud
-        from laser_ns.export.run import load_run
+        from laser_ns.export.run import geometry_warnings, load_run, print_geometry_warnings
 
         queries = [q for text in self.queries for q in split_texts(text)]
         queries = list(dict.fromkeys(queries))
@@ -68,6 +68,8 @@ class LocateLaser:
             num_rays_per_batch=self.num_rays_per_batch,
             seed=self.seed,
         )
+        warnings = geometry_warnings(run, cloud.points)
+        print_geometry_warnings(warnings)
         clusters = ClusterSettings(eps=self.cluster_eps, min_cluster_fraction=self.min_cluster_fraction)
         results = []
         for query in queries:
@@ -81,6 +83,7 @@ class LocateLaser:
             "num_points": len(cloud),
             "seconds": round(time.perf_counter() - start, 2),
             "queries": results,
+            "warnings": warnings,
         }
         self.output.parent.mkdir(parents=True, exist_ok=True)
         self.output.write_text(json.dumps(report, indent=2))

@@ -57,6 +57,8 @@ def test_scene_cloud_and_legend(scene_export, trained):
     assert set(np.unique(vertices["class"])) <= set(range(len(names)))
     assert legend["transform_source"].endswith("dataparser_transforms.json")
     assert legend["config"] == str(trained)
+    # a 30-step run trained geometry for 8 steps: the legend (and the console) say not to trust it
+    assert any("trained geometry for only 8 steps" in w for w in legend["warnings"])
 
 
 def test_object_export_in_the_original_frame_matches_the_transform(scene_export, trained, tmp_path):

@@ -73,3 +73,39 @@ def test_read_run_config_accepts_every_laser_method_and_preset(tmp_path):
         assert found == path and config.method_name == method
     with pytest.raises(RunError, match="'nerfacto' run"):
         read_run_config(_nerfacto_config(tmp_path))
+
+
+def _fake_run(geometry_steps):
+    from types import SimpleNamespace
+
+    import torch
+
+    box = SimpleNamespace(aabb=torch.tensor([[-1.0, -1.0, -1.0], [1.0, 1.0, 1.0]]))
+    outputs = SimpleNamespace(scene_box=box)
+    pipeline = SimpleNamespace(datamanager=SimpleNamespace(train_dataparser_outputs=outputs))
+    return run_module.LaserRun(Path("run/config.yml"), pipeline, Path("x.ckpt"), 400, None, geometry_steps)
+
+
+def test_geometry_too_short_or_far_outside_the_scene_is_named():
+    # issue 18: after 400 steps laser-locate put a box 40 units wide at z = -128 in a unit-scaled scene, silently
+    import numpy as np
+
+    inside = np.random.default_rng(0).uniform(-0.9, 0.9, size=(1000, 3))
+    assert run_module.geometry_warnings(_fake_run(500), inside) == []
+    assert run_module.geometry_warnings(_fake_run(None), inside) == []  # geometry from a nerfacto run
+    (short,) = run_module.geometry_warnings(_fake_run(100), inside)
+    assert "only 100 steps" in short and "nerfacto-lite" in short
+    far = inside.copy()
+    far[:300, 2] = -128.0
+    (outside,) = run_module.geometry_warnings(_fake_run(500), far)
+    assert outside.startswith("30% of the rendered points lie more than 2x the scene box")
+
+
+def test_geometry_steps_follow_the_schedule_and_the_checkpoint():
+    from laser_ns.method_configs import laser_lite_config
+
+    config = laser_lite_config()
+    config.max_num_iterations = 2000
+    assert run_module.geometry_steps(config, 2000) == 500 and run_module.geometry_steps(config, 300) == 300
+    config.pipeline.model.geometry_checkpoint = Path("nerfacto/config.yml")
+    assert run_module.geometry_steps(config, 2000) is None
