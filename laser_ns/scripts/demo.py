@@ -111,8 +111,8 @@ class Demo:
         _run(
             [
                 _tool("ns-render"), "interpolate", "--load-config", str(config),
-                "--rendered-output-names", "rgb", "segmentation", "--interpolation-steps", "4",
-                "--pose-source", "eval", "--frame-rate", "8", "--output-path", str(video),
+                "--rendered-output-names", "rgb", "segmentation", "--interpolation-steps", "3",
+                "--pose-source", "eval", "--frame-rate", "6", "--output-path", str(video),
             ]
         )  # fmt: skip
         metrics = json.loads((out / "eval" / "metrics.json").read_text())
