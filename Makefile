@@ -11,9 +11,12 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install --quiet --upgrade pip
 	@# Without an NVIDIA GPU, the CPU build of torch (a tenth of the CUDA build's size) from PyTorch's own index;
 	@# where that index is not reachable, pip falls back to PyPI's torch below (a CUDA build that also runs on a CPU).
-	@command -v nvidia-smi >/dev/null 2>&1 || $(PY) -m pip install --quiet --retries 0 --timeout 15 \
+	@# A pair that does not work together (torchvision's operators missing) is removed again.
+	@command -v nvidia-smi >/dev/null 2>&1 || { $(PY) -m pip install --quiet --retries 0 --timeout 15 \
 		--index-url $(TORCH_CPU_INDEX) torch torchvision \
-		|| echo "note: $(TORCH_CPU_INDEX) is not reachable; torch comes from PyPI (a CUDA build, several GB)"
+		&& $(PY) -c "import torch, torchvision; torchvision.ops.nms(torch.zeros(0, 4), torch.zeros(0), 0.5)"; } \
+		|| { echo "note: no working CPU build of torch from $(TORCH_CPU_INDEX); torch comes from PyPI (a CUDA build)"; \
+		$(PY) -m pip uninstall --quiet -y torch torchvision; }
 	$(PY) -m pip install --quiet -e ".[test]"
 	@# ns-render needs an ffmpeg on PATH; use the one imageio-ffmpeg ships when the system has none
 	command -v ffmpeg >/dev/null || ln -sf "$$($(PY) -c 'import imageio_ffmpeg; print(imageio_ffmpeg.get_ffmpeg_exe())')" $(VENV)/bin/ffmpeg
