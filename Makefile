@@ -14,7 +14,7 @@ $(VENV)/.installed: pyproject.toml
 	@# A pair that does not work together (torchvision's operators missing) is removed again.
 	@command -v nvidia-smi >/dev/null 2>&1 || { $(PY) -m pip install --quiet --retries 0 --timeout 15 \
 		--index-url $(TORCH_CPU_INDEX) torch torchvision \
-		&& $(PY) -c "import torch, torchvision; torchvision.ops.nms(torch.zeros(0, 4), torch.zeros(0), 0.5)"; } \
+		&& $(PY) -c "import torch, torchvision; torchvision.ops.nms(torch.zeros(0, 4), torch.zeros(0), 0.5)" 2>/dev/null; } \
 		|| { echo "note: no working CPU build of torch from $(TORCH_CPU_INDEX); torch comes from PyPI (a CUDA build)"; \
 		$(PY) -m pip uninstall --quiet -y torch torchvision; }
 	$(PY) -m pip install --quiet -e ".[test]"
