@@ -1,6 +1,6 @@
 """Seed spread of the quality benchmark: one table over several ``benchmarks/quality.py`` reports.
 
-    python benchmarks/seeds.py benchmarks/quality.json benchmarks/quality_seed1.json benchmarks/quality_seed2.json
+    python benchmarks/seeds.py benchmarks/quality_seed0.json benchmarks/quality_seed1.json
 
 Each report is one seed (the seed changes the generated scene's small jitters, the teacher's label noise and the
 training's random stream). For every scene and variant present in all reports, the table gives the teacher's 2D

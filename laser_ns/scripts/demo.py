@@ -28,8 +28,9 @@ QUALITIES: dict[str, dict[str, int]] = {
 }
 """The demo's two settings: the quick one is the quality benchmark's (benchmarks/RESULTS.md)."""
 
-QUICK_MINUTES = 7
-"""Measured: the quick demo on this project's 2-core CPU machine, setup excluded (benchmarks/RESULTS.md, 'Demo')."""
+QUICK_MINUTES = 10
+"""Measured: the quick demo took 9.8 minutes on this project's 2-core CPU machine, setup excluded, its first minutes
+shared with two benchmark runs (benchmarks/RESULTS.md, 'Demo')."""
 
 
 @dataclass
