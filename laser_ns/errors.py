@@ -25,10 +25,6 @@ class UserError(Exception):
     """Bad input; the message says what was wrong and what to do."""
 
 
-class ConfigError(UserError, ValueError):
-    """An option's value cannot work; the message names the option and a value that does."""
-
-
 class OutputNotWritableError(UserError, OSError):
     """An output folder cannot be written; raised before any expensive work, so nothing computed is lost."""
 
@@ -48,6 +44,14 @@ def report(tool: str, error: BaseException) -> None:
     CONSOLE.print(f"[bold red]{escape(tool)}: error:[/bold red] {escape(str(error))}", highlight=False, soft_wrap=True)
     if not verbose():
         CONSOLE.print(f"(set {VERBOSE_VARIABLE}=1 for the traceback)", style="dim", highlight=False)
+
+
+def warn(message: str) -> None:
+    """Prints ``message`` as one warning line (not wrapped, so paths and options stay whole)."""
+    from nerfstudio.utils.rich_utils import CONSOLE
+    from rich.markup import escape
+
+    CONSOLE.print(f"[bold yellow]warning:[/bold yellow] {escape(message)}", highlight=False, soft_wrap=True)
 
 
 def run_tool(tool: str, main: Callable[[], T]) -> T:

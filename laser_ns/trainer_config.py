@@ -23,7 +23,7 @@ from typing import Any, Literal
 from nerfstudio.engine.trainer import Trainer, TrainerConfig
 
 from laser_ns.device import check_training_device
-from laser_ns.errors import UserError, report
+from laser_ns.errors import UserError, report, run_tool, warn
 
 
 def _absolute(path: Path | None) -> Path | None:
@@ -86,11 +86,8 @@ class LaserTrainerConfig(TrainerConfig):
 
     def print_to_terminal(self) -> None:
         """``ns-train`` prints the config, then saves it: refuse a device this machine lacks before either."""
-        try:
-            check_training_device(self, command=f"ns-train {self.method_name}")
-        except UserError as error:
-            report(f"ns-train {self.method_name}", error)
-            raise SystemExit(1) from None
+        command = f"ns-train {self.method_name}"
+        run_tool(command, lambda: check_training_device(self, command=command))
         super().print_to_terminal()
         warn_ignored_switches(self)
 
@@ -102,13 +99,10 @@ class LaserTrainerConfig(TrainerConfig):
 
 def warn_ignored_switches(config: TrainerConfig) -> list[str]:
     """Prints (and returns) a warning per model switch that is on but does nothing in the chosen combination."""
-    from nerfstudio.utils.rich_utils import CONSOLE
-    from rich.markup import escape
-
     ignored_switches = getattr(config.pipeline.model, "ignored_switches", None)
     warnings = ignored_switches() if ignored_switches is not None else []
     for warning in warnings:
-        CONSOLE.print(f"[bold yellow]warning:[/bold yellow] {escape(warning)}", highlight=False, soft_wrap=True)
+        warn(warning)
     return warnings
 
 

@@ -112,7 +112,7 @@ def _shade(base: tuple[float, float, float], k: int) -> tuple[float, float, floa
     factor = _SHADES[k % len(_SHADES)]
     if factor <= 1.0:
         return tuple(c * factor for c in base)
-    return tuple(min(1.0, c + (1.0 - c) * (factor - 1.0) / 1.0) for c in base)  # towards white
+    return tuple(min(1.0, c + (1.0 - c) * (factor - 1.0)) for c in base)  # towards white
 
 
 def class_colours(names: Sequence[str], taken: Sequence[Sequence[float]] = ()) -> Float[Tensor, "C 3"]:

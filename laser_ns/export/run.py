@@ -78,13 +78,6 @@ def geometry_warnings(run: LaserRun, points: Any) -> list[str]:
     return warnings
 
 
-def print_geometry_warnings(warnings: list[str]) -> None:
-    from rich.markup import escape
-
-    for warning in warnings:
-        CONSOLE.print(f"[bold yellow]warning:[/bold yellow] {escape(warning)}", highlight=False, soft_wrap=True)
-
-
 def load_run(config_path: Path) -> LaserRun:
     """Loads the pipeline of a laser run for inference (no training images are read)."""
     from nerfstudio.utils.eval_utils import eval_setup
@@ -93,15 +86,12 @@ def load_run(config_path: Path) -> LaserRun:
     from laser_ns.eval.evaluate import prepare_run
     from laser_ns.trainer_config import RunError, read_run_config
 
-    try:
-        config, path = read_run_config(config_path, "laser-export and laser-locate")
-    except RunError as err:
-        raise ExportError(str(err)) from None
     allow_numpy_scalars_in_checkpoints()
     try:
+        config, path = read_run_config(config_path, "laser-export and laser-locate")
         # as laser-eval: checkpoints and scene found from any folder, the latest checkpoint checked before loading
         _, pipeline, checkpoint, step = eval_setup(
-            path, test_mode="inference", update_config_callback=lambda config: prepare_run(config, path)
+            path, test_mode="inference", update_config_callback=lambda c: prepare_run(c, path)
         )
     except RunError as err:
         raise ExportError(str(err)) from None

@@ -85,11 +85,11 @@ class ExportLaser:
     """Seed of the random rays."""
 
     def main(self) -> None:
-        from laser_ns.errors import check_output_dir
+        from laser_ns.errors import check_output_dir, warn
         from laser_ns.export.objects import extract_object, poisson_mesh
         from laser_ns.export.ply import legend, write_legend, write_ply
         from laser_ns.export.point_cloud import render_labelled_cloud
-        from laser_ns.export.run import geometry_warnings, load_run, print_geometry_warnings
+        from laser_ns.export.run import geometry_warnings, load_run
 
         objects = split_texts(self.objects)
         if self.objects is not None and not objects:
@@ -115,7 +115,8 @@ class ExportLaser:
         )
         render_seconds = time.perf_counter() - start
         warnings = geometry_warnings(run, cloud.points)
-        print_geometry_warnings(warnings)
+        for warning in warnings:
+            warn(warning)
 
         clusters = ClusterSettings(eps=self.cluster_eps, min_cluster_fraction=self.min_cluster_fraction)
         entries = []

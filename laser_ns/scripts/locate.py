@@ -48,10 +48,10 @@ class LocateLaser:
     """Seed of the random rays."""
 
     def main(self) -> None:
-        from laser_ns.errors import check_output_dir
+        from laser_ns.errors import check_output_dir, warn
         from laser_ns.export.locate import localise
         from laser_ns.export.point_cloud import render_labelled_cloud
-        from laser_ns.export.run import geometry_warnings, load_run, print_geometry_warnings
+        from laser_ns.export.run import geometry_warnings, load_run
 
         queries = [q for text in self.queries for q in split_texts(text)]
         queries = list(dict.fromkeys(queries))
@@ -69,7 +69,8 @@ class LocateLaser:
             seed=self.seed,
         )
         warnings = geometry_warnings(run, cloud.points)
-        print_geometry_warnings(warnings)
+        for warning in warnings:
+            warn(warning)
         clusters = ClusterSettings(eps=self.cluster_eps, min_cluster_fraction=self.min_cluster_fraction)
         results = []
         for query in queries:
