@@ -38,15 +38,15 @@ def _mps_available() -> bool:
     return bool(getattr(torch.backends, "mps", None) and torch.backends.mps.is_available())
 
 
-def refuse_several_devices(world_size: int) -> None:
-    """Laser trains on one device. Under DDP its adapter losses would run outside the wrapped forward (so backward
-    fails) and every rank would recompute every teacher feature, so several devices are refused up front."""
-    if world_size > 1:
+def refuse_several_devices(world_size: int, device_type: str) -> None:
+    """Several processes train on CUDA GPUs only (nerfstudio's launcher asserts CUDA; on a CPU one process already
+    uses every core, and MPS has one device). Refused up front on any other device."""
+    if world_size > 1 and device_type != "cuda":
         raise DeviceUnavailableError(
-            f"laser_ns trains on one device, but this run has {world_size} processes (--machine.num-devices or "
-            "--machine.num-machines above 1). Laser's adapter and label-volume losses run outside nerfstudio's "
-            "DDP-wrapped forward, so training would fail in backward. Train with --machine.num-devices 1 "
-            "(laser at paper settings fits one GPU)."
+            f"This run asks for {world_size} processes (--machine.num-devices or --machine.num-machines above 1) on "
+            f"--machine.device-type {device_type}. Several processes train on CUDA GPUs only: nerfstudio's launcher "
+            "needs CUDA, and on a CPU one process already uses every core. Train with --machine.num-devices 1, or "
+            "on GPUs with --machine.device-type cuda."
         )
 
 
@@ -85,7 +85,7 @@ def check_training_device(config: Any, command: str = "ns-train") -> None:
         raise DeviceUnavailableError(
             "--machine.device-type mps is set, but torch finds no Apple MPS device here. " + move_to_cpu
         )
-    refuse_several_devices(machine.num_devices * machine.num_machines)
+    refuse_several_devices(machine.num_devices * machine.num_machines, device_type)
     implementation = getattr(getattr(getattr(config, "pipeline", None), "model", None), "implementation", None)
     if implementation == "tcnn":
         from laser_ns.fields.backend import check_tcnn_device

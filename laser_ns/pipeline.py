@@ -19,7 +19,7 @@ from torch.cuda.amp.grad_scaler import GradScaler
 
 from laser_ns.compat import allow_numpy_scalars_in_checkpoints
 from laser_ns.data.datamanager import LaserDataManagerConfig
-from laser_ns.device import refuse_several_devices
+from laser_ns.distributed import wrap_train_step
 from laser_ns.geometry_checkpoint import check_same_scene, find_checkpoint, load_geometry
 from laser_ns.model import LaserModel, LaserModelConfig
 from laser_ns.teachers.base import DenseTeacherConfig
@@ -88,7 +88,6 @@ class LaserPipeline(VanillaPipeline):
         grad_scaler: GradScaler | None = None,
     ) -> None:
         super(VanillaPipeline, self).__init__()  # VanillaPipeline.__init__ cannot pass the teacher along
-        refuse_several_devices(world_size)  # before any work: no teacher, no cache, no model
         allow_numpy_scalars_in_checkpoints()
         warn_ignored_teacher_settings(config)
         self.config = config
@@ -121,6 +120,9 @@ class LaserPipeline(VanillaPipeline):
             self._load_geometry(config.model.geometry_checkpoint)
         self.model.to(device)
         self.world_size = world_size
+        # Several processes: the whole step (render and losses) runs through DDP; the model stays unwrapped, so the
+        # checkpoint's keys do not depend on the number of devices (laser_ns/distributed.py).
+        self.__dict__["_train_step"] = wrap_train_step(self._model, device) if world_size > 1 else None
         # --- viewer panel (laser_ns/viewer.py): the viewer finds public ViewerElements on the pipeline ---
         from laser_ns.viewer import LaserViewerControls
 
@@ -210,6 +212,8 @@ class LaserPipeline(VanillaPipeline):
     def get_train_loss_dict(self, step: int):
         with_language = self.laser_model.schedule.language_active(step)
         ray_bundle, batch = self.datamanager.next_train(step, with_language=with_language)
+        if self.__dict__.get("_train_step") is not None:
+            return self.__dict__["_train_step"](ray_bundle, batch)
         model_outputs = self._model(ray_bundle)
         metrics_dict = self.model.get_metrics_dict(model_outputs, batch)
         loss_dict = self.model.get_loss_dict(model_outputs, batch, metrics_dict)

@@ -22,6 +22,7 @@ from typing import Any, Literal
 
 from nerfstudio.engine.trainer import Trainer, TrainerConfig
 
+from laser_ns import distributed
 from laser_ns.device import check_training_device
 from laser_ns.errors import UserError, report, run_tool, warn
 
@@ -58,6 +59,12 @@ class LaserTrainer(Trainer):
             remove_empty_run_folder(self.base_dir)
             report(f"ns-train {self.config.method_name}", error)
             raise SystemExit(1) from None
+
+    def eval_iteration(self, step: int) -> None:
+        # With several processes the periodic evaluations run on rank 0 only: they touch no gradient and no other
+        # rank waits for them, and only rank 0 writes logs (nerfstudio's writer).
+        if distributed.rank() == 0:
+            super().eval_iteration(step)
 
 
 def remove_empty_run_folder(base_dir: Path) -> bool:

@@ -102,7 +102,7 @@ def test_several_devices_on_a_cpu_are_refused_before_the_config_is_printed(capsy
 
     config = laser_lite_config()
     config.machine.num_devices = 2
-    with pytest.raises(device.DeviceUnavailableError, match="trains on one device"):
+    with pytest.raises(device.DeviceUnavailableError, match="CUDA GPUs only"):
         device.check_training_device(config)
     with pytest.raises(SystemExit) as exit_info:
         config.print_to_terminal()

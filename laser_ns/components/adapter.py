@@ -100,6 +100,9 @@ class Adapter(nn.Module):
         self.register_buffer("adapted_centre", torch.zeros(()))
         self.register_buffer("num_updates", torch.zeros((), dtype=torch.long))
 
+    running_buffers = ("orig_centre", "adapted_centre")
+    """Running means of the batch (averaged over the ranks after each step under DDP: laser_ns/distributed.py)."""
+
     def _centre(self, ema: Tensor, values: Tensor) -> Tensor:
         """Updates `ema` in place with the detached mean of `values` (training only) and returns it."""
         if self.training:

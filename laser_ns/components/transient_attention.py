@@ -67,6 +67,10 @@ class TransientQueryAttention(nn.Module):
         self.register_buffer("running_summary", torch.zeros(3 * embed_dim, embed_dim))
         self.register_buffer("num_updates", torch.zeros((), dtype=torch.long))
 
+    running_buffers = ("running_summary",)
+    """Running mean of the batch's summary (averaged over the ranks after each step under DDP:
+    laser_ns/distributed.py)."""
+
     def project(self, x: Float[Tensor, "N in_dim"]) -> tuple[Tensor, Tensor, Tensor]:
         """q, k, v (each [N, E]) of the samples' features."""
         return self.to_q(x), self.to_k(x), self.to_v(x)

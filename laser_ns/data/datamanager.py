@@ -20,6 +20,7 @@ from nerfstudio.data.datasets.base_dataset import InputDataset
 from nerfstudio.utils.rich_utils import CONSOLE
 from torch import Tensor
 
+from laser_ns import distributed
 from laser_ns.data.dataparser import LaserDataParserConfig
 from laser_ns.data.semantics import UNLABELLED, image_size, read_label_map, read_mask_values
 
@@ -108,6 +109,7 @@ class LaserDataManager(VanillaDataManager[LaserDataset]):
         self.__dict__["teacher"] = teacher  # owned by the pipeline; not a submodule, so never saved
         self.tile_features: list[Tensor] = []
         self.tile_clusters: list[Tensor] = []  # per cluster, the [M, 3] (image, row, col) of its tiles
+        self.teacher_images_computed = 0  # images whose features this process computed (the others were cached)
         super().__init__(
             config, device=device, test_mode=test_mode, world_size=world_size, local_rank=local_rank, **kwargs
         )
@@ -164,15 +166,28 @@ class LaserDataManager(VanillaDataManager[LaserDataset]):
             self.teacher.set_class_names(dataset.metadata["class_names"])
         cache_dir = self.config.cache_dir or data / "laser_cache"
         cache = FeatureCache(cache_dir, self.teacher.identity())
-        features, sizes = [], []
+        ranks, my_rank = distributed.world_size(), distributed.rank()
+        sizes: dict[int, tuple[int, int]] = {}  # (width, height) of the image the teacher sees
+
+        def features_of(i: int) -> Tensor:
+            # One image at a time: full-size captures do not all fit in memory at once.
+            image = teacher_images.get_image_float32(i)[..., :3]
+            sizes[i] = (image.shape[1], image.shape[0])
+            labels = teacher_images.label_map(i, size=(image.shape[0], image.shape[1])) if has_labels else None
+            # The cache key hashes this image's pixels and size, so it changes with teacher_image_scale.
+            return cache.features_for_image(self.teacher, image, labels)
+
         try:
-            for i in tqdm(range(len(teacher_images)), desc="Teacher features", unit="image"):
-                # One image at a time: full-size captures do not all fit in memory at once.
-                image = teacher_images.get_image_float32(i)[..., :3]
-                sizes.append((image.shape[1], image.shape[0]))  # (width, height)
-                labels = teacher_images.label_map(i, size=(image.shape[0], image.shape[1])) if has_labels else None
-                # The cache key hashes this image's pixels and size, so it changes with teacher_image_scale.
-                features.append(cache.features_for_image(self.teacher, image, labels))
+            if ranks > 1:
+                # Several processes: each computes its share into the cache, then every rank reads them all.
+                share = range(my_rank, len(teacher_images), ranks)
+                for i in tqdm(share, desc=f"Teacher features (rank {my_rank})", unit="image", disable=my_rank != 0):
+                    features_of(i)
+                distributed.barrier()
+            features = [
+                features_of(i)
+                for i in tqdm(range(len(teacher_images)), desc="Teacher features", unit="image", disable=my_rank != 0)
+            ]
         except ClipWeightsUnavailable as error:
             if not has_labels:
                 raise
@@ -181,7 +196,8 @@ class LaserDataManager(VanillaDataManager[LaserDataset]):
                 "the simulated dense CLIP teacher (--pipeline.teacher-type clip-like) or the label-map teacher "
                 "(--pipeline.teacher-type labels)."
             ) from None
-        self._warn_if_grid_smaller_than_a_patch(sizes, features)
+        self.teacher_images_computed = cache.computed  # by this process; the test of several ranks counts them
+        self._warn_if_grid_smaller_than_a_patch([sizes[i] for i in range(len(features))], features)
         CONSOLE.print(
             f"[laser_ns] teacher features for {len(features)} images: {tuple(features[0].shape)} each, from "
             f"{sizes[0][0]}x{sizes[0][1]} images (teacher_image_scale {scale} of the capture)"

@@ -88,7 +88,7 @@ class FeatureCache:
         self.teacher_key = identity_key(teacher_identity)
         self.folder = self.root / self.teacher_key
         self._writable_checked = False
-        self._stored = 0
+        self.computed = 0  # entries this object computed and stored (the rest were read back)
 
     @classmethod
     def for_teacher(cls, root: Path, teacher: DenseTeacher) -> "FeatureCache":
@@ -194,8 +194,8 @@ class FeatureCache:
         try:
             stored = self.save(key, features)
         except OSError as error:  # e.g. the disk filled up or the folder turned read-only mid-run
-            raise self._not_writable(error, self._stored) from error
-        self._stored += 1
+            raise self._not_writable(error, self.computed) from error
+        self.computed += 1
         return stored
 
     def features_for_images(
