@@ -75,6 +75,8 @@ VARIANTS: dict[str, dict[str, object]] = {
     "balanced patches": {"datamanager.language_patch_sampling": "balanced"},
     "all parts, balanced patches": {**ALL_PARTS, "datamanager.language_patch_sampling": "balanced"},
     "tile-centre rays": {"datamanager.language_ray_jitter": False},
+    "8 patches": {"datamanager.language_patches_per_step": 8},
+    "plain, 8 patches": {**dict.fromkeys(PART_SWITCHES, False), "datamanager.language_patches_per_step": 8},
 }
 """Variants on laser-lite's defaults. "none (plain distillation)" is centred dense-CLIP distillation without the
 paper's parts; "defaults" is laser-lite as shipped. "all parts" adds every part; the "no ..." ablations remove one from
