@@ -42,7 +42,7 @@ import numpy as np
 import torch
 import tyro
 
-from laser_ns.method_configs import PAPER_NUMERICS, PART_SWITCHES, set_model_options
+from laser_ns.model_config import PAPER_NUMERICS, PART_SWITCHES, set_model_options
 
 ALL_PARTS: dict[str, object] = dict.fromkeys(PART_SWITCHES, True)
 """The paper's parts on top of laser-lite's defaults, in our forms: teacher features centred, the 'balanced'
@@ -352,16 +352,9 @@ class QualityBenchmark:
     @staticmethod
     def load_saved_run(config_path: Path):
         """The run's pipeline as laser-eval, ns-render and ns-viewer load it (latest checkpoint, eval_setup)."""
-        from nerfstudio.utils.eval_utils import eval_setup
+        from laser_ns.runs import load_pipeline
 
-        from laser_ns.compat import allow_numpy_scalars_in_checkpoints
-        from laser_ns.eval.evaluate import prepare_run
-
-        allow_numpy_scalars_in_checkpoints()
-        _, pipeline, _, _ = eval_setup(
-            config_path, test_mode="test", update_config_callback=lambda c: prepare_run(c, config_path)
-        )
-        return pipeline
+        return load_pipeline(config_path, "benchmarks/quality.py", test_mode="test")[2]
 
     # ------------------------------------------------------------------ scoring
     def _train_indices(self, pipeline, info) -> list[int]:

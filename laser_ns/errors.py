@@ -25,6 +25,10 @@ class UserError(Exception):
     """Bad input; the message says what was wrong and what to do."""
 
 
+class ExportError(UserError, ValueError):
+    """Bad input to an export or localisation; the message says what was wrong and what to do."""
+
+
 class OutputNotWritableError(UserError, OSError):
     """An output folder cannot be written; raised before any expensive work, so nothing computed is lost."""
 

@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from laser_ns.checkpoints import RunError, latest_checkpoint
 from laser_ns.compat import allow_numpy_scalars_in_checkpoints
 from laser_ns.errors import UserError
 
@@ -32,10 +33,10 @@ def find_checkpoint(path: Path) -> tuple[Path, Path]:
     if path.is_file() and path.suffix == ".ckpt":
         return path, path.parent.parent
     run_dir = path.parent if path.is_file() else path
-    checkpoints = sorted((run_dir / "nerfstudio_models").glob("step-*.ckpt"))
-    if not checkpoints:
-        raise GeometryCheckpointError(f"No nerfstudio_models/step-*.ckpt in {run_dir}. Is this a finished run?")
-    return checkpoints[-1], run_dir
+    try:
+        return latest_checkpoint(run_dir / "nerfstudio_models"), run_dir
+    except RunError as error:
+        raise GeometryCheckpointError(f"{error} (--pipeline.model.geometry-checkpoint {path})") from None
 
 
 def check_same_scene(run_dir: Path, transform: Tensor, scale: float) -> None:

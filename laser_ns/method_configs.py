@@ -17,7 +17,12 @@ from nerfstudio.plugins.types import MethodSpecification
 from laser_ns.data.datamanager import LaserDataManagerConfig
 from laser_ns.data.dataparser import LaserDataParserConfig
 from laser_ns.fields.language_field import HashGridConfig, LabelVolumeConfig, LanguageFieldConfig
-from laser_ns.model import LaserModelConfig
+from laser_ns.model_config import (
+    MEASURED_DEFAULTS,
+    PAPER_PARTS,
+    LaserModelConfig,
+    set_model_options,
+)
 from laser_ns.pipeline import LaserPipelineConfig
 from laser_ns.schedule import PhaseDecaySchedulerConfig, PhaseName
 from laser_ns.trainer_config import LaserTrainerConfig
@@ -32,7 +37,8 @@ class AdamBetasOptimizerConfig(AdamOptimizerConfig):
 
 
 def _optimizers(grid_lr: float = 0.02, network_lr: float = 1e-4) -> dict[str, dict]:
-    """Adam, each group decaying over the phase it trains in (METHOD.md sections 4 and 8; laser_ns/schedule.py)."""
+    """Adam, each group decaying over the phase it trains in (docs/training.md#training-phases;
+    laser_ns/schedule.py)."""
 
     def adam(lr: float, phase: PhaseName, final_fraction: float = 0.1) -> dict:
         return {
@@ -48,58 +54,6 @@ def _optimizers(grid_lr: float = 0.02, network_lr: float = 1e-4) -> dict[str, di
         "language_networks": adam(network_lr, "language"),
         "camera_opt": adam(1e-3, "geometry"),
     }
-
-
-PART_SWITCHES = (
-    "use_adapter",
-    "use_self_cross",
-    "use_transient_attention",
-    "use_label_volume",
-    "use_text_augmentation",
-)
-"""The model's switches of the paper's parts (METHOD.md sections 5 and 6)."""
-
-MEASURED_DEFAULTS: dict[str, bool] = {
-    "centre_teacher_features": True,
-    **dict.fromkeys(PART_SWITCHES, True),
-}
-"""The model options of ``laser`` and ``laser-lite``: every part of the paper, in our forms (the 'balanced'
-classification loss at the reference's strength, the residual transient attention), on centred dense-CLIP features,
-text scored in the centred space. They measured best against the CLIP-like teacher (benchmarks/RESULTS.md).
-``laser-paper`` keeps the paper's raw features and the reference's numerics."""
-
-PAPER_NUMERICS: dict[str, object] = {
-    "label_volume_loss": "reference",
-    "transient_attention.residual": False,
-    "adapter.input_norm": 10.0,
-    "adapter.scaled_attention": False,
-}
-"""The reference code's numerics where ours differ (xingy038/Laser): its classification loss, the attention's rank-E
-output replacing the features, adapter inputs at raw CLIP's norm, and its unscaled adapter attention."""
-
-PAPER_PARTS: dict[str, object] = {
-    "centre_teacher_features": False,
-    "use_adapter": True,
-    "use_self_cross": True,
-    "use_transient_attention": True,
-    "use_label_volume": True,
-    "use_text_augmentation": True,
-    "adapter_at_inference": True,
-    **PAPER_NUMERICS,
-}
-"""The paper's exact model: raw teacher features, every part with the reference's numerics, text scored against
-adapter(F) (METHOD.md 5 to 7)."""
-
-
-def set_model_options(model, options: dict[str, object]) -> None:
-    """Sets model options by name; "adapter.", "transient_attention.", "predictor." and "label_volume." prefixes set
-    that part's option. An unknown name is refused."""
-    for key, value in options.items():
-        part, _, name = key.rpartition(".")
-        target = getattr(model, part) if part else model
-        if not hasattr(target, name):
-            raise ValueError(f"{key!r} names no option of {type(target).__name__}.")
-        setattr(target, name, value)
 
 
 def _set_model_options(config: TrainerConfig, options: dict[str, object]) -> None:

@@ -1,4 +1,4 @@
-"""LaserModel: a nerfacto radiance field with a distilled dense-CLIP field and a label volume (METHOD.md 4 to 7).
+"""LaserModel: a nerfacto radiance field with a distilled dense-CLIP field and a label volume (docs/method.md).
 
 The model composes small parts and keeps nerfstudio's hooks to their jobs:
 
@@ -9,14 +9,10 @@ The model composes small parts and keeps nerfstudio's hooks to their jobs:
 - Laser's components: transient query attention and adapter (:mod:`laser_ns.components`);
 - the training schedule (:mod:`laser_ns.schedule`): phases, freezing and learning rates;
 - the language predictor (:mod:`laser_ns.predictor`): text, queries, negatives, PCA, and the language outputs;
-- the losses (:mod:`laser_ns.components.language_loss`).
+- the losses (:mod:`laser_ns.model_losses`); the config and the methods' options (:mod:`laser_ns.model_config`).
 """
 
 from __future__ import annotations
-
-from dataclasses import dataclass, field, fields
-from pathlib import Path
-from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -25,139 +21,24 @@ from nerfstudio.cameras.rays import RayBundle, RaySamples
 from nerfstudio.engine.callbacks import TrainingCallback, TrainingCallbackAttributes
 from nerfstudio.field_components.field_heads import FieldHeadNames
 from nerfstudio.model_components.losses import scale_gradients_by_distance_squared
-from nerfstudio.models.nerfacto import NerfactoModel, NerfactoModelConfig
+from nerfstudio.models.nerfacto import NerfactoModel
 from nerfstudio.utils import colormaps
 from torch import Tensor
 from torch.nn import Parameter
 
-from laser_ns.components.adapter import Adapter, AdapterConfig
+from laser_ns.components.adapter import Adapter
 from laser_ns.components.centring import FeatureCentring
-from laser_ns.components.language_loss import language_loss_dict
-from laser_ns.components.losses import LabelVolumeLoss
-from laser_ns.components.transient_attention import TransientQueryAttention, TransientQueryAttentionConfig
+from laser_ns.components.transient_attention import TransientQueryAttention
 from laser_ns.fields import radiance_field
-from laser_ns.fields.backend import Implementation, resolve_implementation
-from laser_ns.fields.language_field import LabelVolume, LabelVolumeConfig, LanguageField, LanguageFieldConfig
+from laser_ns.fields.backend import resolve_implementation
+from laser_ns.fields.language_field import LabelVolume, LanguageField
 from laser_ns.fields.language_rendering import render_language
-from laser_ns.predictor import LanguagePredictor, LanguagePredictorConfig
-from laser_ns.schedule import TrainingScheduleConfig
-
-_MOVED_OPTIONS = {
-    "queries": ("predictor", "queries"),
-    "negatives": ("predictor", "negatives"),
-    "composite_threshold": ("predictor", "composite_threshold"),
-    "language_start_fraction": ("schedule", "language_start_fraction"),
-    "joint_start_fraction": ("schedule", "joint_start_fraction"),
-    "self_cross_fraction": ("schedule", "self_cross_fraction"),
-    "transient_embed_dim": ("transient_attention", "embed_dim"),
-}
-"""Options of LaserModelConfig that moved into a nested config: old name -> (nested config, its field)."""
+from laser_ns.model_config import LaserModelConfig
+from laser_ns.model_losses import language_loss_dict
+from laser_ns.predictor import LanguagePredictor
 
 _MOVED_TO_PREDICTOR = ("class_text", "class_text_aug", "class_colors", "negative_text")
 """Buffers that checkpoints written before the predictor existed hold at the model's top level."""
-
-
-@dataclass
-class LaserModelConfig(NerfactoModelConfig):
-    """Laser: nerfacto geometry + dense-CLIP feature field + label volume (METHOD.md sections 4 to 7)."""
-
-    _target: type = field(default_factory=lambda: LaserModel)
-    implementation: Implementation = "auto"  # type: ignore[assignment]
-    """Hash grids and MLPs: tiny-cuda-nn ('tcnn'), pure torch ('torch') or tcnn when usable ('auto')."""
-    language_field: LanguageFieldConfig = field(default_factory=LanguageFieldConfig)
-    """The dense-CLIP feature field."""
-    label_volume: LabelVolumeConfig = field(default_factory=LabelVolumeConfig)
-    """The label volume (selection field)."""
-    transient_attention: TransientQueryAttentionConfig = field(default_factory=TransientQueryAttentionConfig)
-    """The low-rank transient query attention on per-sample features."""
-    adapter: AdapterConfig = field(default_factory=AdapterConfig)
-    """The adapter applied to teacher and rendered features."""
-    schedule: TrainingScheduleConfig = field(default_factory=TrainingScheduleConfig)
-    """Where the geometry, language, joint and self-cross phases start."""
-    predictor: LanguagePredictorConfig = field(default_factory=LanguagePredictorConfig)
-    """Queries, negatives and colours of the language outputs."""
-    clip_dim: int | None = None
-    """Channels of the teacher's features. None: the teacher's own (512 for ViT-B/16, 768 for ViT-L/14); a value
-    that differs from the teacher's is refused."""
-    weight_threshold: float = 1e-4
-    """Samples whose rendering weight is below this skip the language fields."""
-    tau: float = 0.2
-    """Temperature of the class distributions used by the classification loss."""
-    feature_loss_mult: float = 1.0
-    """Weight of the distillation loss."""
-    classification_loss_mult: float = 0.95
-    """Weight w_rel of the label-volume classification loss."""
-    label_volume_loss: LabelVolumeLoss = "balanced"
-    """Classification loss. 'balanced': the paper's direction (the features' class distributions are the input, the
-    label volume's the target, nothing detached) as proper soft cross-entropies, scaled by label_volume_strength.
-    'reference': the released code's exact numerics (unscaled scores as targets, its axes). 'detached': only the label
-    volume learns, fitting the features' class distributions as fixed targets."""
-    label_volume_strength: float = 0.02
-    """Factor on the 'balanced' and 'detached' classification losses, so that the pull on the rendered features is
-    the reference's: 2% of the distillation gradient for a fresh label volume (the reference's is 3%), at most 11% for
-    a confident one (tests/components/test_losses.py measures both). 1.0 is the old 'mutual' loss, 35 to 180x the
-    reference's pull, which collapsed the features (benchmarks/RESULTS.md)."""
-    self_loss_mult: float = 1.0
-    """Weight w_self of the adapter's self / self-cross training loss."""
-    text_aug_loss_mult: float = 0.33
-    """Weight w_aug of the text augmentation loss."""
-    geometry_checkpoint: Path | None = None
-    """A finished nerfacto run of this scene (config.yml, run folder or .ckpt): its geometry is loaded and the
-    geometry phase skipped. Train it with `ns-train nerfacto --data <scene> laser-data`."""
-    use_adapter: bool = True
-    """Ablation switch: the adapter and its self(-cross) training (off: raw teacher and rendered features)."""
-    use_self_cross: bool = True
-    """Ablation switch: self-cross training after the switch step (off: self-training throughout)."""
-    use_transient_attention: bool = True
-    """Ablation switch: low-rank transient query attention on per-sample features."""
-    use_label_volume: bool = True
-    """Ablation switch: the label volume and its classification loss."""
-    use_text_augmentation: bool = True
-    """Ablation switch: doubled-prompt text augmentation loss (needs the adapter)."""
-    centre_teacher_features: bool = True
-    """Distil the teacher features minus the scene's mean feature, re-normalised (laser_ns/components/centring.py),
-    and score text against them restored to CLIP's space. False: the paper's raw features (see benchmarks/RESULTS.md
-    for the measurement that decided the default)."""
-    score_space: Literal["centred", "clip"] = "centred"
-    """Where text is scored when the teacher features are centred. 'centred': against the rendered features as they
-    are distilled, so every class's score loses the scene mean's share (mu . t_c), a prior toward the classes that
-    fill most of the views. 'clip': against the features restored to CLIP's space, mu + spread * normalise(F), as the
-    teacher's own 2D segmentation scores them. Measured on the same checkpoints: benchmarks/RESULTS.md."""
-    adapter_at_inference: bool = False
-    """Score text against adapter(F) (METHOD.md section 7) instead of the rendered features F. It also decides F', the
-    features distilled and classified after the self-cross switch: adapter(F) when on (the paper), F when off, so
-    that what is scored is what is trained. Off by default: the adapter attends across the rays of one call, so its
-    output depends on how an image is split into render chunks (benchmarks/RESULTS.md)."""
-
-    def ignored_switches(self) -> list[str]:
-        """Switches that are on but do nothing in this combination, each with what would make it count."""
-        if self.use_adapter:
-            return []
-        needs_adapter = ("use_self_cross", "use_text_augmentation", "adapter_at_inference")
-        return [
-            f"--pipeline.model.{name.replace('_', '-')} True does nothing without the adapter "
-            "(--pipeline.model.use-adapter False); set it False, or turn the adapter on"
-            for name in needs_adapter
-            if getattr(self, name)
-        ]
-
-    def __setstate__(self, state: dict) -> None:
-        """Loads config.yml files saved before the schedule, predictor and attention options had their own configs
-        (ns-render, ns-eval and laser-eval read old runs): moved fields go to their new place, new ones get defaults."""
-        state = dict(state)
-        state.pop("max_num_iterations", None)  # the trainer's --max-num-iterations sets the run's length
-        missing = [f.name for f in fields(self) if f.init and f.name not in state]
-        if missing:
-            defaults = LaserModelConfig()
-            state.update({name: getattr(defaults, name) for name in missing})
-        for old, (group, name) in _MOVED_OPTIONS.items():
-            if old in state:
-                setattr(state[group], name, state.pop(old))
-        if "score_space" in missing:  # runs saved before the option scored the restored features
-            state["score_space"] = "clip"
-        if state.get("label_volume_loss") == "mutual":  # the old name of 'balanced' at full strength
-            state["label_volume_loss"], state["label_volume_strength"] = "balanced", 1.0
-        self.__dict__.update(state)
 
 
 class LaserModel(NerfactoModel):
@@ -322,7 +203,8 @@ class LaserModel(NerfactoModel):
         return self._render_language(ray_samples, weights)[0]
 
     def inference_features(self, features: Float[Tensor, "N D"]) -> Float[Tensor, "N D"]:
-        """The features text is scored against: F, or adapter(F) with ``adapter_at_inference`` (METHOD.md 7), in the
+        """The features text is scored against: F, or adapter(F) with ``adapter_at_inference``
+        (docs/method.md#query-time-segmentation-and-relevancy), in the
         scoring space (:meth:`scoring_space`)."""
         if self.adapter is not None and self.config.adapter_at_inference:
             features = self.adapter(features)[1]

@@ -38,8 +38,9 @@ class LaserPipelineConfig(VanillaPipelineConfig):
     model: LaserModelConfig = field(default_factory=LaserModelConfig)
     """The Laser model."""
     teacher_type: Literal["clip", "labels", "clip-like"] = "clip"
-    """Teacher: dense CLIP features ('clip'), the scene's per-view label maps as clean features ('labels', METHOD.md
-    section 11), or a simulation of dense CLIP from the label maps ('clip-like': offline demo and benchmarks)."""
+    """Teacher: dense CLIP features ('clip'), the scene's per-view label maps as clean features ('labels',
+    docs/method.md#per-view-label-maps), or a simulation of dense CLIP from the label maps ('clip-like': offline demo
+    and benchmarks)."""
     teacher: DenseClipConfig = field(default_factory=DenseClipConfig)
     """Dense CLIP teacher (also the text encoder for queries)."""
     label_teacher: LabelMapTeacherConfig = field(default_factory=LabelMapTeacherConfig)
@@ -127,7 +128,6 @@ class LaserPipeline(VanillaPipeline):
         from laser_ns.viewer import LaserViewerControls
 
         self.viewer_controls = LaserViewerControls(self.laser_model.predictor)
-        self.laser_model.predictor.pca_source = self.pca_sample_features
 
     def _load_geometry(self, path: Path) -> None:
         checkpoint, run_dir = find_checkpoint(path)
@@ -186,6 +186,13 @@ class LaserPipeline(VanillaPipeline):
         """Fits the predictor's clip_pca basis on the fixed sample of training rays."""
         self.laser_model.predictor.fit_pca(self.pca_sample_features())
 
+    def load_state_dict(self, state_dict, strict: bool | None = None):
+        """nerfstudio's load (eval_setup, --load-dir); a checkpoint saved before the basis was saved with it gets one
+        fitted here, on the fixed sample, so its clip_pca is not grey."""
+        super().load_state_dict(state_dict, strict=strict)
+        if not bool(self.laser_model.predictor.pca_fitted):
+            self.fit_feature_pca()
+
     def get_training_callbacks(self, attributes: TrainingCallbackAttributes) -> list[TrainingCallback]:
         callbacks = super().get_training_callbacks(attributes)
         trainer = attributes.trainer
@@ -194,9 +201,12 @@ class LaserPipeline(VanillaPipeline):
         last_step = getattr(trainer, "_start_step", 0) + trainer.config.max_num_iterations - 1
 
         def refit_before_save(step: int) -> None:
-            # every checkpoint carries the basis of the model it saves; fitted once language has trained
+            # every checkpoint carries the basis of the model it saves (once language has trained); the viewer gets
+            # one after the first language step
+            schedule = self.laser_model.schedule
             saving = step_check(step, trainer.config.steps_per_save) or step == last_step
-            if saving and self.laser_model.schedule.language_active(step):
+            first_language_step = step == schedule.phases.language_start
+            if (saving or first_language_step) and schedule.language_active(step):
                 self.fit_feature_pca()
 
         callbacks.append(

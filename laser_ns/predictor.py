@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import os
 import unicodedata
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -27,15 +27,7 @@ from nerfstudio.utils import colormaps
 from torch import Tensor, nn
 
 from laser_ns.components.relevancy import class_colours, closed_set_segmentation, label_volume_scores, lerf_relevancy
-
-CANONICAL_NEGATIVES = ("object", "things", "stuff", "texture")
-"""LERF's canonical negative phrases for open-vocabulary relevancy."""
-
-QUERY_SEPARATOR = ";"
-"""Separates several queries typed into one text (viewer box, LASER_QUERIES, laser-export --queries)."""
-
-QUERIES_ENV = "LASER_QUERIES"
-"""Environment variable with ';'-separated queries that replace the saved ones when a model is built (ns-render)."""
+from laser_ns.conventions import CANONICAL_NEGATIVES, QUERIES_ENV, QUERY_SEPARATOR
 
 QueryMode = Literal["relevancy", "segmentation"]
 
@@ -50,6 +42,11 @@ def clean_text(text: str) -> str:
 def parse_queries(text: str) -> list[str]:
     """The non-empty, cleaned pieces of ``text`` split at ``;`` ("red apple; table" -> ["red apple", "table"])."""
     return [piece for piece in (clean_text(part) for part in text.split(QUERY_SEPARATOR)) if piece]
+
+
+def split_texts(text: str | None) -> list[str]:
+    """'red mug; chair' -> ['red mug', 'chair'] (blank entries dropped, order kept, duplicates removed)."""
+    return list(dict.fromkeys(parse_queries(text or "")))
 
 
 @dataclass
@@ -101,8 +98,6 @@ class LanguagePredictor(nn.Module):
         self.query_mode: QueryMode = "relevancy"  # or "segmentation": typed queries become extra classes
         self.composite_threshold: float = config.composite_threshold
         self.segment_with_label_volume: bool = config.segment_with_label_volume  # the viewer's toggle changes it
-        self.pca_source: Callable[[], Float[Tensor, "N D"]] | None = None
-        """Renders the fixed PCA sample's features; set by the pipeline, which knows the training cameras."""
         if teacher is not None:
             self._encode_scene_text()
 
@@ -235,10 +230,11 @@ class LanguagePredictor(nn.Module):
 
     @torch.no_grad()
     def pca_colors(self, features: Float[Tensor, "R D"]) -> Float[Tensor, "R 3"]:
-        """Features projected on the fitted basis, as colours; the basis is fitted first if it never was."""
+        """Features projected on the fitted basis, as colours; mid-grey until a basis is fitted. The pipeline fits it
+        (:meth:`laser_ns.pipeline.LaserPipeline.fit_feature_pca`) when language training starts, before every
+        checkpoint, and when it loads a checkpoint saved without one: the predictor never renders."""
         if not bool(self.pca_fitted):
-            # no source: a model used without its pipeline; the first features it sees are the best sample it has
-            self.fit_pca(self.pca_source() if self.pca_source is not None else features)
+            return features.new_full((features.shape[0], 3), 0.5)
         unit = F.normalize(features, dim=-1)
         return (
             ((unit - self.pca_mean) @ self.pca_basis - self.pca_low) / (self.pca_high - self.pca_low).clamp(min=1e-6)

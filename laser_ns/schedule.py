@@ -1,4 +1,5 @@
-"""Laser's training schedule: phases, freezing and the learning rate of each parameter group (METHOD.md 4 and 8).
+"""Laser's training schedule: phases, freezing and the learning rate of each parameter group
+(docs/training.md#training-phases).
 
 :class:`TrainingSchedule` is the one owner of the phase rules: the model composes it, the pipeline asks it whether
 language trains at a step, and it freezes parameters and binds the learning-rate schedulers.

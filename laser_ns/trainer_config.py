@@ -9,8 +9,8 @@ the one moment a method gets between parsing and the saved ``config.yml``. We us
   saved config, and with a relative ``--data`` or ``--output-dir`` they would only work from the folder training
   started in.
 
-:func:`locate_saved_run` does the reverse for runs saved with relative paths (or moved since): it finds the
-checkpoints next to ``config.yml`` and the scene relative to the folder training ran in.
+:func:`laser_ns.runs.locate_saved_run` does the reverse for runs saved with relative paths (or moved since): it
+finds the checkpoints next to ``config.yml`` and the scene relative to the folder training ran in.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from __future__ import annotations
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 from nerfstudio.engine.trainer import Trainer, TrainerConfig
 
@@ -111,77 +111,3 @@ def warn_ignored_switches(config: TrainerConfig) -> list[str]:
     for warning in warnings:
         warn(warning)
     return warnings
-
-
-class RunError(UserError, ValueError):
-    """A saved run cannot be read (missing config, another method's run, no or unreadable checkpoint); the message
-    names the file and what to do."""
-
-
-def read_run_config(path: Path, tool: str = "this tool") -> tuple[TrainerConfig, Path]:
-    """The laser TrainerConfig saved at ``path`` (a config.yml, or a run folder holding one) and the config's path.
-
-    A run is a laser run when its pipeline is a ``LaserPipelineConfig``: laser, laser-lite, laser-paper and every
-    ``laser-train`` preset, whatever the method name. Anything else is refused with a message naming nerfstudio's tool.
-    """
-    import yaml
-
-    from laser_ns.pipeline import LaserPipelineConfig
-
-    path = Path(path)
-    if path.is_dir():
-        path = path / "config.yml"
-    if not path.is_file():
-        raise RunError(
-            f"No training config at {path}. Pass --load-config with the config.yml of a laser run, "
-            "e.g. outputs/<experiment>/laser/<timestamp>/config.yml."
-        )
-    try:
-        config = yaml.load(path.read_text(), Loader=yaml.Loader)
-    except Exception as err:  # a YAML file of something else, or a config of a plugin that is not installed
-        raise RunError(f"{path} is not a readable nerfstudio config ({type(err).__name__}: {err}).") from err
-    if not isinstance(config, TrainerConfig):
-        raise RunError(f"{path} is not a nerfstudio training config (it holds a {type(config).__name__}).")
-    if not isinstance(config.pipeline, LaserPipelineConfig):
-        raise RunError(
-            f"{path} is a '{config.method_name}' run ({type(config.pipeline).__name__}), not a laser run; {tool} reads "
-            "runs of laser, laser-lite, laser-paper and the laser-train presets. Use nerfstudio's own tools "
-            "(ns-eval, ns-export, ns-render) for other methods."
-        )
-    return config, path
-
-
-def training_folder(config: Any, config_path: Path) -> Path | None:
-    """The folder ``ns-train`` ran in, inferred from where its ``config.yml`` is, or None if it cannot be told.
-
-    A run saved with a relative ``--output-dir`` lives at ``<training folder>/<output_dir>/<experiment>/<method>/
-    <timestamp>/config.yml``; the parts after the training folder are the run's relative base directory.
-    """
-    base = config.get_base_dir()
-    if base.is_absolute():
-        return None
-    run_dir = config_path.absolute().parent
-    parts = [p for p in base.parts if p != "."]
-    if ".." in parts or tuple(run_dir.parts[len(run_dir.parts) - len(parts) :]) != tuple(parts):
-        return None
-    return run_dir.parents[len(parts) - 1] if parts else run_dir
-
-
-def locate_saved_run(config: TrainerConfig, config_path: Path) -> None:
-    """Point a loaded ``config`` at its checkpoints and scene, wherever the current folder is.
-
-    The checkpoints are read from the folder holding ``config.yml`` when it has them (so a moved run still loads),
-    else from the saved output directory. A relative scene path that does not exist from the current folder is read
-    relative to the folder training ran in.
-    """
-    run_dir = config_path.absolute().parent
-    # get_checkpoint_dir() joins base_dir / relative_model_dir; an absolute relative_model_dir wins that join
-    if (run_dir / config.relative_model_dir).is_dir() or not config.get_checkpoint_dir().is_dir():
-        config.relative_model_dir = run_dir / config.relative_model_dir
-    start = training_folder(config, config_path)
-    datamanager = config.pipeline.datamanager
-    for owner in (datamanager, datamanager.dataparser):
-        data = owner.data
-        if data is not None and not data.is_absolute() and not data.exists() and start is not None:
-            if (start / data).exists():
-                owner.data = start / data

@@ -45,7 +45,8 @@ from nerfstudio.viewer.viewer_elements import (
 )
 from torch import nn
 
-from laser_ns.predictor import CANONICAL_NEGATIVES, parse_queries
+from laser_ns.conventions import CANONICAL_NEGATIVES
+from laser_ns.predictor import parse_queries
 
 PANEL_LABEL = "Laser: talk to the scene"
 """Title of the viewer folder that holds the controls."""

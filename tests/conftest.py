@@ -21,7 +21,8 @@ def tiny_scene(tmp_path_factory) -> Path:
 def tiny_pipeline_config(scene: Path, max_steps: int = 20, **model_overrides):
     """laser-lite shrunk further, with every part of the paper on (the tests exercise them; laser-lite's defaults
     leave them out), on the label-map teacher with hashed text (no CLIP weights)."""
-    from laser_ns.method_configs import PART_SWITCHES, laser_lite_config
+    from laser_ns.method_configs import laser_lite_config
+    from laser_ns.model_config import PART_SWITCHES
 
     config = laser_lite_config()
     pipeline = config.pipeline

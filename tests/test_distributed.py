@@ -21,7 +21,8 @@ PATCHES = 1  # per rank
 
 
 def _config(scene: Path, out: Path, rays: int, patches: int):
-    from laser_ns.method_configs import PART_SWITCHES, laser_lite_config
+    from laser_ns.method_configs import laser_lite_config
+    from laser_ns.model_config import PART_SWITCHES
 
     config = laser_lite_config()
     config.max_num_iterations = STEPS

@@ -5,7 +5,8 @@ from __future__ import annotations
 import torch
 
 from laser_ns.components.adapter import AdapterConfig
-from laser_ns.predictor import CANONICAL_NEGATIVES, LanguagePredictorConfig, parse_queries
+from laser_ns.conventions import CANONICAL_NEGATIVES
+from laser_ns.predictor import LanguagePredictorConfig, parse_queries
 from tests.conftest import tiny_pipeline_config
 
 
@@ -21,10 +22,21 @@ def test_pca_basis_comes_from_the_fixed_training_sample_not_the_first_frame(tiny
     second = tiny_pipeline_config(tiny_scene).setup(device="cpu", test_mode="val")
     second.model.load_state_dict(first.model.state_dict())
     first.model.eval(), second.model.eval()
-    _frame(first, 0)  # first frames differ: view 0 here, view 5 there
-    _frame(second, 5)
-    assert bool(first.model.predictor.pca_fitted) and bool(second.model.predictor.pca_fitted)
+    # a render never fits the basis (the predictor only answers on features): grey until the pipeline fits it
+    unfitted = _frame(first, 0)["clip_pca"]
+    assert not bool(first.model.predictor.pca_fitted) and torch.all(unfitted == 0.5)
+    _frame(second, 5)  # the frames rendered before fitting differ: view 0 here, view 5 there
+    first.fit_feature_pca(), second.fit_feature_pca()
     torch.testing.assert_close(_frame(first, 3)["clip_pca"], _frame(second, 3)["clip_pca"])
+
+
+def test_a_checkpoint_without_a_basis_gets_one_when_the_pipeline_loads_it(tiny_scene):
+    saved = tiny_pipeline_config(tiny_scene).setup(device="cpu", test_mode="val")
+    state = {k: v for k, v in saved.state_dict().items()}
+    assert not bool(state["_model.predictor.pca_fitted"])
+    loaded = tiny_pipeline_config(tiny_scene).setup(device="cpu", test_mode="inference")
+    loaded.load_state_dict(state)  # what eval_setup calls
+    assert bool(loaded.model.predictor.pca_fitted)
 
 
 def test_pca_basis_is_saved_and_fitting_draws_nothing_from_the_global_rng(tiny_scene):
@@ -153,3 +165,35 @@ def test_a_config_saved_before_this_round_loads_with_what_it_trained():
     assert old.score_space == "clip" and old.transient_attention.residual is False
     new = LaserModelConfig()
     assert new.score_space == "centred" and new.transient_attention.residual is True
+
+
+def test_options_added_since_a_run_was_saved_load_with_what_it_trained():
+    """One table per config (``LEGACY``) says what a run saved before an option existed trained with: raw teacher
+    features, text scored against adapter(F), tile-centre rays; the method's current default is not it."""
+    import yaml
+
+    from laser_ns.data.datamanager import LaserDataManagerConfig
+    from laser_ns.model_config import LaserModelConfig
+
+    dropped = ("centre_teacher_features", "adapter_at_inference")
+    text = yaml.dump(LaserModelConfig())
+    text = "\n".join(line for line in text.splitlines() if not any(name in line for name in dropped))
+    old = yaml.load(text, Loader=yaml.Loader)
+    assert old.centre_teacher_features is False and old.adapter_at_inference is True
+    assert not any(name in old.__dict__ for name in ("LEGACY",))  # a class table, never saved with the config
+    text = "\n".join(line for line in yaml.dump(LaserDataManagerConfig()).splitlines() if "ray_jitter" not in line)
+    assert yaml.load(text, Loader=yaml.Loader).language_ray_jitter is False
+    assert LaserDataManagerConfig().language_ray_jitter is True
+
+
+def test_configs_saved_under_the_old_module_path_load():
+    """config.yml of runs before LaserModelConfig moved to laser_ns.model_config name it laser_ns.model.*."""
+    import yaml
+
+    from laser_ns.model_config import LaserModelConfig
+
+    text = yaml.dump(LaserModelConfig()).replace(
+        "laser_ns.model_config.LaserModelConfig", "laser_ns.model.LaserModelConfig"
+    )
+    assert "laser_ns.model.LaserModelConfig" in text
+    assert yaml.load(text, Loader=yaml.Loader) == LaserModelConfig()

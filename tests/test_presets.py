@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from laser_ns.method_configs import PART_SWITCHES
+from laser_ns.model_config import PART_SWITCHES
 from laser_ns.scripts.train_preset import (
     PRESET_DIR,
     PresetError,
@@ -25,7 +25,7 @@ from laser_ns.scripts.train_preset import (
 
 REPO = Path(__file__).resolve().parents[1]
 
-PAPER = {  # METHOD.md section 8: mode, patch_size, patch_num, E, w_rel, w_aug, w_self
+PAPER = {  # docs/method.md#reference-hyperparameters: mode, patch_size, patch_num, E, w_rel, w_aug, w_self
     "bed": ("csa", 256, 8, 48, 0.95, 0.33, 1.0),
     "bench": ("csa", 192, 8, 64, 0.35, 0.6, 1.0),
     "lawn": ("maskclip", 256, 8, 48, 0.9, 0.9, 0.9),

@@ -7,7 +7,8 @@ from pathlib import Path
 import yaml
 
 from laser_ns import device
-from laser_ns.trainer_config import LaserTrainerConfig, locate_saved_run, training_folder
+from laser_ns.runs import locate_saved_run, training_folder
+from laser_ns.trainer_config import LaserTrainerConfig
 
 
 def _relative_run(scene: Path) -> LaserTrainerConfig:

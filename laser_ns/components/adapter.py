@@ -1,4 +1,5 @@
-"""Feature adapter of METHOD.md section 6: denoises a set of 512-d CLIP features by attending across the set.
+"""Feature adapter (docs/method.md#adapter-and-self-cross-training): denoises a set of 512-d CLIP features by attending
+across the set.
 
 The same adapter is applied to the teacher features G and to the rendered features F; self-cross training
 (see `losses.py`) makes the two denoise each other.
@@ -75,7 +76,8 @@ class AdapterConfig(InstantiateConfig):
 
 
 class Adapter(nn.Module):
-    """Returns `(x_orig, x_adapted)` for a set of features, exactly as METHOD.md section 6.
+    """Returns `(x_orig, x_adapted)` for a set of features, exactly as docs/method.md#adapter-and-self-cross-training
+    states it.
 
     Built by ``AdapterConfig.setup(dim=...)``: the feature size ``dim`` is the teacher's, never a config field. A call
     with more than ``config.max_tokens`` rows raises an error instead of silently allocating N^2 memory.

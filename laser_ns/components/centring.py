@@ -21,6 +21,8 @@ import torch.nn.functional as F
 from jaxtyping import Float
 from torch import Tensor, nn
 
+from laser_ns.teachers.base import valid_tiles
+
 
 class FeatureCentring(nn.Module):
     """The scene's mean teacher feature and spread (saved in checkpoints), and the maps into and out of the
@@ -36,7 +38,7 @@ class FeatureCentring(nn.Module):
     def fit(self, tile_features: Sequence[Float[Tensor, "h w D"]]) -> None:
         """``mean`` and ``spread`` over every valid tile (non-zero feature) of the training images."""
         rows = [f.reshape(-1, f.shape[-1]).float() for f in tile_features]
-        valid = torch.cat([r[r.norm(dim=-1) > 0.5] for r in rows]) if rows else torch.zeros(0)
+        valid = torch.cat([r[valid_tiles(r)] for r in rows]) if rows else torch.zeros(0)
         if valid.shape[0] < 2:
             raise ValueError(
                 f"Feature centring needs teacher features of at least two tiles, got {valid.shape[0]}; the teacher "

@@ -1,4 +1,4 @@
-"""Language losses of METHOD.md section 6, as pure functions.
+"""Language losses (docs/method.md#losses), as pure functions.
 
 Notation: G teacher features, F rendered features; `(Go, Ga) = adapter(G)` and `(Fo, Fa) = adapter(F)` are the
 centred ("orig") and adapted outputs; T and T_aug are the [C, D] unit-norm text features of the plain and the
@@ -105,7 +105,8 @@ def label_volume_classification_loss(
     mode: LabelVolumeLoss = "balanced",
     strength: float = 1.0,
 ) -> Float[Tensor, ""]:
-    """Classification with the label volume (METHOD.md section 6), in its clean form: proper soft cross-entropies.
+    """Classification with the label volume (docs/method.md#label-volume), in its clean form: proper soft
+    cross-entropies.
 
     For each feature set f (the caller passes F', Ga and their mean), the feature logits are `cos(f, t_c) / tau`;
     `label_logits` are the label volume's scaled class scores (:meth:`LabelVolume.class_logits`). Each pair is

@@ -1,4 +1,5 @@
-"""Scoring rendered CLIP features against text (METHOD.md section 7), as small pure functions."""
+"""Scoring rendered CLIP features against text (docs/method.md#query-time-segmentation-and-relevancy), as small pure
+functions."""
 
 import colorsys
 import math
@@ -9,6 +10,8 @@ import torch
 import torch.nn.functional as F
 from jaxtyping import Float, Int
 from torch import Tensor
+
+from laser_ns.conventions import COLOUR_WORDS
 
 # Hand-picked, well-separated colours for the first classes; more classes continue on a golden-angle hue walk.
 _PALETTE = (
@@ -73,29 +76,6 @@ def class_colormap(num_classes: int) -> Float[Tensor, "C 3"]:
         colours.append(colorsys.hsv_to_rgb(hue, saturation, value))
     return torch.tensor(colours, dtype=torch.float32).reshape(num_classes, 3)
 
-
-COLOUR_WORDS: dict[str, tuple[float, float, float]] = {
-    "red": (0.85, 0.10, 0.10),
-    "green": (0.15, 0.70, 0.20),
-    "blue": (0.10, 0.35, 0.90),
-    "yellow": (0.95, 0.85, 0.10),
-    "orange": (1.00, 0.55, 0.00),
-    "purple": (0.55, 0.20, 0.75),
-    "violet": (0.55, 0.20, 0.75),
-    "pink": (1.00, 0.50, 0.75),
-    "brown": (0.50, 0.30, 0.12),
-    "wooden": (0.60, 0.40, 0.20),
-    "black": (0.08, 0.08, 0.08),
-    "white": (0.97, 0.97, 0.97),
-    "grey": (0.55, 0.55, 0.55),
-    "gray": (0.55, 0.55, 0.55),
-    "cyan": (0.00, 0.80, 0.80),
-    "gold": (0.85, 0.70, 0.15),
-    "golden": (0.85, 0.70, 0.15),
-    "silver": (0.75, 0.75, 0.80),
-    "beige": (0.90, 0.85, 0.65),
-}
-"""Colour words a class name may hold, and the colour such a class is drawn in (so "red apple" is drawn red)."""
 
 _SHADES = (1.0, 0.6, 1.35, 0.4, 1.7)
 """Brightness factors for the second, third... class naming the same colour."""

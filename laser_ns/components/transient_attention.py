@@ -1,4 +1,5 @@
-"""Low-rank transient query attention (METHOD.md section 5): sharpens per-sample features at object edges.
+"""Low-rank transient query attention (docs/method.md#transient-query-attention): sharpens per-sample features at
+object edges.
 
 A small set of 3E learned "transient" queries summarises the whole batch of samples, and every sample reads
 back from that summary. Nothing of size N x N is ever formed, so the cost is O(N E^2), linear in N, which is
@@ -14,16 +15,22 @@ trained with (an average over many patches), not one of a run of neighbouring im
 """
 
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import torch
 from jaxtyping import Float
 from nerfstudio.configs.base_config import InstantiateConfig
 from torch import Tensor, nn
 
+from laser_ns.compat import LoadsOlderConfigs
+
 
 @dataclass
-class TransientQueryAttentionConfig(InstantiateConfig):
+class TransientQueryAttentionConfig(LoadsOlderConfigs, InstantiateConfig):
     """Configuration for the low-rank transient query attention."""
+
+    LEGACY: ClassVar[dict[str, object]] = {"residual": False}
+    """Runs saved before ``residual`` existed: the attention's output replaced the features."""
 
     _target: type = field(default_factory=lambda: TransientQueryAttention)
     embed_dim: int = 48
@@ -34,10 +41,6 @@ class TransientQueryAttentionConfig(InstantiateConfig):
     """Add the attention's output to the features (out_proj starts at zero, so training starts as plain
     distillation and the attention learns a correction). False: the paper's form, where the rank-E output replaces
     the features."""
-
-    def __setstate__(self, state: dict) -> None:
-        """config.yml files saved before ``residual`` existed trained the paper's form: they load with it."""
-        self.__dict__.update({"residual": False, **state})
 
 
 class TransientQueryAttention(nn.Module):

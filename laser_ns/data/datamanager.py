@@ -1,4 +1,5 @@
-"""LaserDataManager: nerfacto's RGB rays plus language rays from random teacher patches (METHOD.md section 3).
+"""LaserDataManager: nerfacto's RGB rays plus language rays from random teacher patches
+(docs/method.md#training-batches).
 
 The teacher's dense features are computed once per training image (cached on disk) instead of once per patch
 per step as in the reference; random tile-aligned crops of the cached feature maps keep the patch augmentation.
@@ -9,7 +10,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, Union
+from typing import Any, ClassVar, Literal, Union
 
 import torch
 import torch.nn.functional as F
@@ -20,9 +21,11 @@ from nerfstudio.data.datasets.base_dataset import InputDataset
 from nerfstudio.utils.rich_utils import CONSOLE
 from torch import Tensor
 
-from laser_ns import distributed
+from laser_ns.compat import LoadsOlderConfigs
+from laser_ns.conventions import UNLABELLED
 from laser_ns.data.dataparser import LaserDataParserConfig
-from laser_ns.data.semantics import UNLABELLED, image_size, read_label_map, read_mask_values
+from laser_ns.data.semantics import image_size, read_label_map, read_mask_values
+from laser_ns.teachers.base import valid_tiles
 
 
 class LaserDataset(InputDataset):
@@ -57,9 +60,19 @@ class LaserDataset(InputDataset):
         return labels
 
 
+def teacher_view(outputs: Any, scale: float) -> LaserDataset:
+    """The images of ``outputs`` (a dataparser's) as the teacher sees them: the same files and cameras, resized by
+    ``teacher_image_scale`` instead of ``camera_res_scale_factor``. Training and ``laser-eval --score-teacher`` both
+    read the teacher's images through it."""
+    return LaserDataset(outputs, scale_factor=scale)
+
+
 @dataclass
-class LaserDataManagerConfig(VanillaDataManagerConfig):
+class LaserDataManagerConfig(LoadsOlderConfigs, VanillaDataManagerConfig):
     """RGB rays for the radiance field and tile rays with teacher features for the language fields."""
+
+    LEGACY: ClassVar[dict[str, object]] = {"language_ray_jitter": False}
+    """Runs saved before ``language_ray_jitter`` existed cast each tile's ray through its centre."""
 
     _target: type = field(default_factory=lambda: LaserDataManager)
     dataparser: LaserDataParserConfig = field(default_factory=LaserDataParserConfig)
@@ -141,10 +154,9 @@ class LaserDataManager(VanillaDataManager[LaserDataset]):
         the training resolution: it may be larger or smaller than the teacher's. ``_sample_patches`` maps the tile
         grid onto the training image, which covers the same field of view.
         """
-        from tqdm import tqdm
-
         from laser_ns.teachers.cache import FeatureCache
         from laser_ns.teachers.dense_clip import ClipWeightsUnavailable
+        from laser_ns.teachers.features import TeacherFeatures
 
         scale = self.config.teacher_image_scale
         if not scale > 0:
@@ -155,39 +167,25 @@ class LaserDataManager(VanillaDataManager[LaserDataset]):
         data = Path(self.config.dataparser.data)
         dataset = self.train_dataset
         # Same image files and cameras, resized by the teacher's scale instead of camera_res_scale_factor.
-        teacher_images = LaserDataset(self.train_dataparser_outputs, scale_factor=scale)
+        teacher_images = teacher_view(self.train_dataparser_outputs, scale)
         has_labels = len(dataset) > 0 and dataset.label_map(0) is not None
         if not has_labels and self.teacher.needs_labels:
             raise ValueError(
-                f"The label-map teacher needs {data / 'labels'}/ (METHOD.md section "
-                "11); this scene has none. Add label maps or use the dense CLIP teacher (--pipeline.teacher-type clip)."
+                f"The label-map teacher needs {data / 'labels'}/ ("
+                "docs/method.md#per-view-label-maps); this scene has none. Add label maps or use the dense CLIP "
+                "teacher (--pipeline.teacher-type clip)."
             )
         if self.teacher.needs_labels:
             self.teacher.set_class_names(dataset.metadata["class_names"])
-        cache_dir = self.config.cache_dir or data / "laser_cache"
-        cache = FeatureCache(cache_dir, self.teacher.identity())
-        ranks, my_rank = distributed.world_size(), distributed.rank()
-        sizes: dict[int, tuple[int, int]] = {}  # (width, height) of the image the teacher sees
+        cache = FeatureCache(self.config.cache_dir or data / "laser_cache", self.teacher.identity())
 
-        def features_of(i: int) -> Tensor:
-            # One image at a time: full-size captures do not all fit in memory at once.
+        def load(i: int) -> tuple[Tensor, Tensor | None]:
             image = teacher_images.get_image_float32(i)[..., :3]
-            sizes[i] = (image.shape[1], image.shape[0])
             labels = teacher_images.label_map(i, size=(image.shape[0], image.shape[1])) if has_labels else None
-            # The cache key hashes this image's pixels and size, so it changes with teacher_image_scale.
-            return cache.features_for_image(self.teacher, image, labels)
+            return image, labels
 
         try:
-            if ranks > 1:
-                # Several processes: each computes its share into the cache, then every rank reads them all.
-                share = range(my_rank, len(teacher_images), ranks)
-                for i in tqdm(share, desc=f"Teacher features (rank {my_rank})", unit="image", disable=my_rank != 0):
-                    features_of(i)
-                distributed.barrier()
-            features = [
-                features_of(i)
-                for i in tqdm(range(len(teacher_images)), desc="Teacher features", unit="image", disable=my_rank != 0)
-            ]
+            computed = TeacherFeatures.compute(self.teacher, len(teacher_images), load, cache)
         except ClipWeightsUnavailable as error:
             if not has_labels:
                 raise
@@ -196,8 +194,9 @@ class LaserDataManager(VanillaDataManager[LaserDataset]):
                 "the simulated dense CLIP teacher (--pipeline.teacher-type clip-like) or the label-map teacher "
                 "(--pipeline.teacher-type labels)."
             ) from None
-        self.teacher_images_computed = cache.computed  # by this process; the test of several ranks counts them
-        self._warn_if_grid_smaller_than_a_patch([sizes[i] for i in range(len(features))], features)
+        self.teacher_images_computed = computed.computed  # by this process (the others were read from the cache)
+        features, sizes = computed.tiles, computed.sizes
+        self._warn_if_grid_smaller_than_a_patch(sizes, features)
         CONSOLE.print(
             f"[laser_ns] teacher features for {len(features)} images: {tuple(features[0].shape)} each, from "
             f"{sizes[0][0]}x{sizes[0][1]} images (teacher_image_scale {scale} of the capture)"
@@ -318,7 +317,7 @@ class LaserDataManager(VanillaDataManager[LaserDataset]):
             feats.append(tiles[top : top + ph, left : left + pw].reshape(ph * pw, -1))
             cameras.append(torch.full((ph * pw, 1), image_id, dtype=torch.long, device=device))
         cameras, coords, feats = torch.cat(cameras), torch.cat(coords), torch.cat(feats).float()
-        valid = feats.norm(dim=-1) > 0.5  # tiles with no teacher signal (e.g. unlabelled) are zero vectors
+        valid = valid_tiles(feats)
         return cameras[valid], coords[valid], feats[valid], (len(image_ids), ph, pw)
 
 
@@ -334,7 +333,7 @@ def cluster_tiles(tile_features: list[Tensor], num_clusters: int, iterations: in
     index, rows = [], []
     for image_id, tiles in enumerate(tile_features):
         flat = tiles.reshape(-1, tiles.shape[-1]).float()
-        valid = (flat.norm(dim=-1) > 0.5).nonzero()[:, 0]  # same rule as the patch sampler's
+        valid = valid_tiles(flat).nonzero()[:, 0]
         h, w = tiles.shape[:2]
         image = torch.full_like(valid, image_id)
         index.append(torch.stack([image, valid // w, valid % w], dim=-1))

@@ -1,6 +1,6 @@
 """Reading and validating a scene's language annotations.
 
-Two optional layouts (see METHOD.md sections 9 and 11):
+Two optional layouts (docs/method.md#3d-ovs-data-format-and-metric, docs/method.md#per-view-label-maps):
 
 - ``segmentations/``: 3D-OVS evaluation masks. ``classes.txt`` lists the prompts (sorted after reading);
   ``segmentations/<i>/<prompt>.png`` is a binary mask per class for each annotated view ``i``.
@@ -20,11 +20,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from laser_ns.conventions import UNLABELLED
 from laser_ns.errors import UserError
-
-UNLABELLED = 255
-"""Label-map value for pixels that carry no class (METHOD.md section 11); the one definition, used by the teachers,
-the generated scenes and the evaluation."""
 
 
 class SceneFormatError(UserError, ValueError):

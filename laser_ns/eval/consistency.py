@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
-from laser_ns.data.semantics import UNLABELLED
+from laser_ns.conventions import UNLABELLED
 
 NO_CLASS = -1
 """Class index of a tile or pixel without a prediction (e.g. a teacher tile that carries no feature)."""

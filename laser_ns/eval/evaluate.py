@@ -1,4 +1,5 @@
-"""Closed-set evaluation on a scene's annotated views, by default exactly as 3D-OVS evaluates (METHOD.md section 9).
+"""Closed-set evaluation on a scene's annotated views, by default exactly as 3D-OVS evaluates
+(docs/method.md#3d-ovs-data-format-and-metric).
 
 ``laser-eval --load-config outputs/.../config.yml`` renders every annotated view, scores the predicted class per
 pixel against the masks, and writes ``metrics.json`` plus side-by-side images (RGB | prediction | ground truth).
@@ -30,8 +31,6 @@ from __future__ import annotations
 
 import copy
 import json
-import re
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -53,7 +52,7 @@ from laser_ns.eval.metrics import (
     masks_from_values,
     view_metrics,
 )
-from laser_ns.trainer_config import RunError, read_run_config
+from laser_ns.runs import load_pipeline, read_run_config
 
 
 def _to_uint8(image: torch.Tensor) -> np.ndarray:
@@ -87,16 +86,20 @@ def squeeze_camera(camera: Cameras, width: int, height: int) -> Cameras:
 
 
 @torch.no_grad()
-def teacher_prediction(pipeline, teacher_images, idx: int, width: int, height: int) -> torch.Tensor:
+def teacher_prediction(pipeline, teacher_images, idx: int, width: int, height: int, cache=None) -> torch.Tensor:
     """The teacher's own 2D segmentation of eval image ``idx`` at ``width x height``: each tile's closest class
     (nearest back to pixels). ``teacher_images`` is the eval dataset as the teacher sees it in training
-    (``teacher_image_scale`` of the files)."""
+    (``teacher_image_scale`` of the files); ``cache`` (a FeatureCache) is the training's: a view it holds is not
+    computed again."""
     from laser_ns.eval.consistency import teacher_segmentation
 
     teacher = pipeline.teacher  # a label-map teacher got the scene's class names when the pipeline was built
     image = teacher_images.get_image_float32(idx)[..., :3]
     labels = teacher_images.label_map(idx, size=(image.shape[0], image.shape[1])) if teacher.needs_labels else None
-    features = teacher.dense_features(image.to(teacher.device), labels)
+    if cache is not None:
+        features = cache.features_for_image(teacher, image, labels, store=cache.writable()).to(teacher.device)
+    else:
+        features = teacher.dense_features(image.to(teacher.device), labels)
     text = pipeline.model.predictor.class_text.to(features.device)
     return teacher_segmentation(features.float(), text.float(), height, width).cpu()
 
@@ -130,10 +133,13 @@ def evaluate_pipeline(
     model.eval()
     views, teacher_views = [], []
     if score_teacher:
-        from laser_ns.data.datamanager import LaserDataset
+        from laser_ns.data.datamanager import teacher_view
+        from laser_ns.teachers.cache import FeatureCache
 
-        scale = pipeline.datamanager.config.teacher_image_scale
-        teacher_images = LaserDataset(dataset._dataparser_outputs, scale_factor=scale)
+        config = pipeline.datamanager.config
+        teacher_images = teacher_view(dataset._dataparser_outputs, config.teacher_image_scale)
+        data = Path(config.dataparser.data)
+        cache = FeatureCache(config.cache_dir or data / "laser_cache", pipeline.teacher.identity())
     for idx in range(len(dataset)):
         image_index = dataset.metadata["image_indices"][idx]
         if image_index not in annotated:
@@ -154,7 +160,7 @@ def evaluate_pipeline(
         view = view_metrics(pred, mask_values, protocol)
         views.append({"image_index": image_index, **view})
         if score_teacher:
-            teacher_pred = teacher_prediction(pipeline, teacher_images, idx, width, height)
+            teacher_pred = teacher_prediction(pipeline, teacher_images, idx, width, height, cache)
             teacher_views.append(view_metrics(teacher_pred, mask_values, protocol))
         if output_dir is not None:
             masks = masks_from_values(mask_values, protocol).permute(1, 2, 0)  # [h, w, C]
@@ -207,61 +213,16 @@ class EvaluateLaser:
     fusion added. Runs the teacher on each annotated view (needs its weights for dense CLIP)."""
 
     def main(self) -> None:
-        from nerfstudio.utils.eval_utils import eval_setup
-
         from laser_ns.errors import check_output_dir
 
         # every check before the expensive work: a laser run, a readable checkpoint, a writable output folder
-        _, config_path = read_run_config(self.load_config, "laser-eval")
+        read_run_config(self.load_config, "laser-eval")
         check_output_dir(self.output_dir, "--output-dir")
-        _, pipeline, checkpoint, step = eval_setup(
-            config_path, test_mode="test", update_config_callback=lambda c: prepare_run(c, config_path)
-        )
+        _, _, pipeline, checkpoint, step = load_pipeline(self.load_config, "laser-eval", test_mode="test")
         result = evaluate_pipeline(pipeline, self.output_dir, self.downscale, self.protocol, self.score_teacher)
         CONSOLE.print(f"checkpoint {checkpoint} (step {step})")
         print_result(result)
         CONSOLE.print(f"wrote {self.output_dir / 'metrics.json'}")
-
-
-def latest_checkpoint(folder: Path) -> Path:
-    """The checkpoint of the highest step in ``folder``; a clear error when there is none."""
-    steps = {}
-    for path in folder.glob("step-*.ckpt") if folder.is_dir() else []:
-        match = re.fullmatch(r"step-(\d+)\.ckpt", path.name)
-        if match:
-            steps[int(match.group(1))] = path
-    if not steps:
-        what = "holds no checkpoint (step-*.ckpt)" if folder.is_dir() else "does not exist"
-        raise RunError(
-            f"{folder} {what}. Training writes one every --steps-per-save steps and at the end: let the run finish "
-            "(or train longer than one save interval), or pass the config.yml of a run that has checkpoints."
-        )
-    return steps[max(steps)]
-
-
-def check_checkpoint(path: Path) -> None:
-    """Refuse a checkpoint whose file is cut short (torch saves a zip; a truncated one has no central directory)."""
-    try:
-        with zipfile.ZipFile(path):
-            pass
-    except (zipfile.BadZipFile, OSError) as error:
-        size = path.stat().st_size if path.exists() else 0
-        raise RunError(
-            f"Cannot read checkpoint {path} ({size} bytes: {error}); it is truncated or corrupt, e.g. training was "
-            "stopped while saving it. Delete it (laser-eval then takes the previous one, if the run kept one), or "
-            "train again."
-        ) from error
-
-
-def prepare_run(config: Any, config_path: Path) -> Any:
-    """Point a saved config at its checkpoints and scene from any folder, and check its latest checkpoint."""
-    from laser_ns.trainer_config import locate_saved_run
-
-    locate_saved_run(config, config_path)
-    checkpoint = latest_checkpoint(config.get_checkpoint_dir())
-    check_checkpoint(checkpoint)
-    config.load_step = int(checkpoint.stem.split("-")[1])  # so nerfstudio loads exactly the checked file
-    return config
 
 
 def print_result(result: dict[str, Any]) -> None:

@@ -1,7 +1,8 @@
 """Segmentation metrics of one view, under two protocols; both average the views' numbers with `aggregate`.
 
 ``"3dovs"`` (the default of ``laser-eval`` and ``ns-eval``) is exactly 3D-OVS's evaluator (``renderer.py``
-``evaluation_segmentation_test`` with ``dataLoader/llff.py``), which published numbers follow (METHOD.md section 9):
+``evaluation_segmentation_test`` with ``dataLoader/llff.py``), which published numbers follow
+(docs/method.md#3d-ovs-data-format-and-metric):
 - GT is a multilabel indicator matrix [pixels, classes], one column per class mask; a mask pixel is in the class only
   when its 8-bit value is exactly 255 (their ``(np.array(img) / 255.0).astype(np.int8)``): `masks_from_values`.
 - The prediction is the one-hot of the predicted class (an index outside [0, C) is an all-zero row).

@@ -21,8 +21,8 @@ from typing import Any, Literal
 import numpy as np
 from jaxtyping import Float
 
+from laser_ns.errors import ExportError
 from laser_ns.export.point_cloud import LabelledCloud
-from laser_ns.export.run import ExportError
 
 Selection = Literal["segmentation", "relevancy"]
 

@@ -27,8 +27,8 @@ from nerfstudio.cameras.cameras import Cameras
 from nerfstudio.cameras.rays import RayBundle
 from nerfstudio.utils.rich_utils import CONSOLE
 
+from laser_ns.errors import ExportError
 from laser_ns.export.frames import SceneFrames
-from laser_ns.export.run import ExportError
 
 NO_CLASS = -1
 """Class index of points the model gives no class (a run without classes)."""

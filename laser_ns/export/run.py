@@ -9,12 +9,8 @@ from typing import Any
 
 from nerfstudio.utils.rich_utils import CONSOLE
 
-from laser_ns.errors import UserError
+from laser_ns.errors import ExportError
 from laser_ns.export.frames import TRANSFORMS_FILE, SceneFrames
-
-
-class ExportError(UserError, ValueError):
-    """Bad input to an export or localisation; the message says what was wrong and what to do."""
 
 
 @dataclass
@@ -80,18 +76,12 @@ def geometry_warnings(run: LaserRun, points: Any) -> list[str]:
 
 def load_run(config_path: Path) -> LaserRun:
     """Loads the pipeline of a laser run for inference (no training images are read)."""
-    from nerfstudio.utils.eval_utils import eval_setup
+    from laser_ns.runs import RunError, load_pipeline
 
-    from laser_ns.compat import allow_numpy_scalars_in_checkpoints
-    from laser_ns.eval.evaluate import prepare_run
-    from laser_ns.trainer_config import RunError, read_run_config
-
-    allow_numpy_scalars_in_checkpoints()
     try:
-        config, path = read_run_config(config_path, "laser-export and laser-locate")
         # as laser-eval: checkpoints and scene found from any folder, the latest checkpoint checked before loading
-        _, pipeline, checkpoint, step = eval_setup(
-            path, test_mode="inference", update_config_callback=lambda c: prepare_run(c, path)
+        config, path, pipeline, checkpoint, step = load_pipeline(
+            config_path, "laser-export and laser-locate", test_mode="inference"
         )
     except RunError as err:
         raise ExportError(str(err)) from None

@@ -1,4 +1,5 @@
-"""Volume rendering of the language fields with detached geometry (METHOD.md sections 4 and 5)."""
+"""Volume rendering of the language fields with detached geometry
+(docs/method.md#distilling-dense-features-into-the-field, docs/method.md#transient-query-attention)."""
 
 from __future__ import annotations
 

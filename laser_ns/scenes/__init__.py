@@ -10,10 +10,11 @@ segmentation against exact ground truth.
 - :mod:`~laser_ns.scenes.shading`: materials, lighting and rendering one view;
 - :mod:`~laser_ns.scenes.cameras`: capture rigs, poses, intrinsics, pixel rays, LLFF poses;
 - :mod:`~laser_ns.scenes.spec` and :mod:`~laser_ns.scenes.presets`: scene descriptions and the named scenes;
-- :mod:`~laser_ns.scenes.writers`: ``make_scene``, which writes the 3D-OVS layout (METHOD.md sections 9 and 11).
+- :mod:`~laser_ns.scenes.writers`: ``make_scene``, which writes the 3D-OVS layout
+(docs/method.md#3d-ovs-data-format-and-metric, docs/method.md#per-view-label-maps).
 """
 
-from laser_ns.data.semantics import UNLABELLED
+from laser_ns.conventions import UNLABELLED
 from laser_ns.scenes.cameras import (
     ForwardRig,
     OrbitRig,

@@ -9,7 +9,7 @@ from typing import Literal
 import numpy as np
 from jaxtyping import Float, UInt8
 
-from laser_ns.data.semantics import UNLABELLED
+from laser_ns.conventions import UNLABELLED
 from laser_ns.scenes.cameras import pixel_rays
 from laser_ns.scenes.geometry import RayHits, cast_rays
 from laser_ns.scenes.spec import SceneSpec

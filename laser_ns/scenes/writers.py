@@ -1,5 +1,6 @@
 """Writing a generated scene to disk: images, poses (LLFF ``poses_bounds.npy`` or nerfstudio ``transforms.json``),
-the 3D-OVS layout of METHOD.md section 9 and the per-view label maps of section 11."""
+the 3D-OVS layout (docs/method.md#3d-ovs-data-format-and-metric) and the per-view label maps
+(docs/method.md#per-view-label-maps)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import numpy as np
 from jaxtyping import Float, UInt8
 from PIL import Image
 
-from laser_ns.data.semantics import UNLABELLED
+from laser_ns.conventions import UNLABELLED
 from laser_ns.scenes.cameras import camera_poses, intrinsics_from_fov, opengl_to_llff
 from laser_ns.scenes.presets import PRESETS
 from laser_ns.scenes.shading import render_view

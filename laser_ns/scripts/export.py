@@ -20,14 +20,9 @@ import tyro
 from nerfstudio.utils.rich_utils import CONSOLE
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
+from laser_ns.errors import ExportError
 from laser_ns.export.objects import ClusterSettings, Selection
-from laser_ns.export.run import ExportError
-from laser_ns.predictor import parse_queries
-
-
-def split_texts(text: str | None) -> list[str]:
-    """'red mug; chair' -> ['red mug', 'chair'] (blank entries dropped, order kept, duplicates removed)."""
-    return list(dict.fromkeys(parse_queries(text or "")))
+from laser_ns.predictor import split_texts
 
 
 def file_stem(text: str, taken: set[str]) -> str:

@@ -17,9 +17,9 @@ import tyro
 from nerfstudio.utils.rich_utils import CONSOLE
 from rich.markup import escape
 
+from laser_ns.errors import ExportError, run_tool
 from laser_ns.export.objects import ClusterSettings, Selection
-from laser_ns.export.run import ExportError
-from laser_ns.scripts.export import main, split_texts
+from laser_ns.predictor import split_texts
 
 
 @dataclass
@@ -112,7 +112,7 @@ def print_localisation(result: dict) -> None:
 
 
 def entrypoint() -> None:
-    main(tyro.cli(LocateLaser), "laser-locate")
+    run_tool("laser-locate", tyro.cli(LocateLaser).main)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """The interface every dense teacher implements, and the tile-grid rule they share.
 
-A teacher turns one image into one feature per 16x16 pixel tile (METHOD.md section 2) and encodes text prompts into
+A teacher turns one image into one feature per 16x16 pixel tile (docs/method.md#dense-clip-teacher) and encodes text
+prompts into
 the same space. The image is first resized to the nearest multiple of 16 in each dimension (at least 16), so an
 ``H x W`` image gives ``round(H / 16) x round(W / 16)`` tiles (halves round up, minimum 1). Use
 :func:`tile_grid_size` rather than re-deriving this.
@@ -20,6 +21,12 @@ from torch import Tensor, nn
 
 TILE_SIZE = 16
 """Pixels per tile side: ViT-B/16's patch size."""
+
+
+def valid_tiles(features: Float[Tensor, "... D"]) -> Bool[Tensor, "..."]:
+    """Tiles that carry teacher signal. Teacher features are unit vectors; a tile without signal (e.g. unlabelled for
+    the label-map teachers) is a zero vector. The one rule for the patch sampler, the clusters and the centring."""
+    return features.float().norm(dim=-1) > 0.5
 
 
 def tile_grid_size(height: int, width: int, tile_size: int = TILE_SIZE) -> tuple[int, int]:
@@ -119,7 +126,8 @@ class DenseTeacher(nn.Module, ABC):
         """L2-normalised embedding of each prompt, on the teacher's device."""
 
     def encode_text_augmented(self, prompts: Sequence[str]) -> Float[Tensor, "C D"]:
-        """Embeddings of each prompt said twice ("chair chair"): the text augmentation of METHOD.md section 6."""
+        """Embeddings of each prompt said twice ("chair chair"): the text augmentation
+        (docs/method.md#text-augmentation)."""
         return self.encode_text([f"{prompt} {prompt}" for prompt in prompts])
 
     @abstractmethod

@@ -121,6 +121,14 @@ class FeatureCache:
             f"~/.cache/laser_ns.{kept}"
         )
 
+    def writable(self) -> bool:
+        """Whether entries can be stored (without raising)."""
+        try:
+            self.check_writable()
+        except CacheNotWritableError:
+            return False
+        return True
+
     def check_writable(self) -> None:
         """Raise :class:`CacheNotWritableError` unless entries can be stored; called before any teacher work."""
         try:
@@ -171,8 +179,10 @@ class FeatureCache:
         teacher: DenseTeacher,
         image: Float[Tensor, "H W 3"],
         labels: Int[Tensor, "H W"] | None = None,
+        store: bool = True,
     ) -> Float[Tensor, "h w D"]:
-        """Dense features of one image (fp16, CPU): read from the cache, or computed and stored.
+        """Dense features of one image (fp16, CPU): read from the cache, or computed and stored (``store=False``: a
+        reader of a cache it may not write, such as ``laser-eval --score-teacher``, computes without storing).
 
         The one entry point that runs the teacher: on the first miss it checks that the cache can be written before
         the teacher runs (so a read-only scene folder fails at once, naming ``--pipeline.datamanager.cache-dir``),
@@ -186,6 +196,8 @@ class FeatureCache:
         cached = self.load(key, (*teacher.grid_size(image.shape[0], image.shape[1]), teacher.feature_dim))
         if cached is not None:
             return cached
+        if not store:
+            return teacher.dense_features(image, labels).detach().to(dtype=torch.float16).cpu()
         if not self._writable_checked:
             # fail before the teacher runs, so no computed feature is thrown away; a fully cached scene never writes
             self.check_writable()

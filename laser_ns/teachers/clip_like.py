@@ -50,7 +50,7 @@ from laser_ns.teachers.text import hashed_text_embedding
 _FEATURE_FORMAT = 2
 """Bumped whenever the simulated features change (invalidates feature caches)."""
 
-COLOUR_WORDS: dict[str, tuple[float, float, float]] = {
+COLOUR_PROTOTYPES: dict[str, tuple[float, float, float]] = {
     "red": (0.8, 0.12, 0.1),
     "orange": (0.95, 0.55, 0.1),
     "yellow": (0.95, 0.85, 0.15),
@@ -247,8 +247,8 @@ class ClipLikeTeacher(LabelMapTeacher):
         mean = F.avg_pool2d(pixels[None], t)[0].permute(1, 2, 0)  # [h, w, 3]
         luminance = pixels.mean(dim=0, keepdim=True)[None]  # [1, 1, h*t, w*t]
         spread = (F.avg_pool2d(luminance**2, t) - F.avg_pool2d(luminance, t) ** 2).clamp_min(0).sqrt()[0, 0]  # [h, w]
-        prototypes = torch.tensor(list(COLOUR_WORDS.values()), device=self.device)  # [K, 3]
-        colour_vectors = torch.stack([word_vector(name, dim) for name in COLOUR_WORDS]).to(self.device)  # [K, D]
+        prototypes = torch.tensor(list(COLOUR_PROTOTYPES.values()), device=self.device)  # [K, 3]
+        colour_vectors = torch.stack([word_vector(name, dim) for name in COLOUR_PROTOTYPES]).to(self.device)  # [K, D]
         distance = ((mean[..., None, :] - prototypes) ** 2).sum(dim=-1)  # [h, w, K]
         weights = torch.softmax(-distance / (2 * 0.12**2), dim=-1)
         patterned = (spread / 0.08).clamp(0, 1)[..., None]  # [h, w, 1]

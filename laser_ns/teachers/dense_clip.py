@@ -1,4 +1,5 @@
-"""Dense CLIP teacher: one CLIP feature per 16x16 tile from a ViT whose last block is modified (METHOD.md section 2).
+"""Dense CLIP teacher: one CLIP feature per 16x16 tile from a ViT whose last block is modified
+(docs/method.md#dense-clip-teacher).
 
 The open_clip model is built on first use, not at construction, and ``open_clip`` is imported only then: importing
 the plugin (which every ``ns-train`` run does) must stay fast and must not touch the network.
@@ -177,7 +178,8 @@ def block_attention(
 ) -> Float[Tensor, "B N width"]:
     """Self-attention of ``attn`` on normalised tokens ``y`` (batch-first), with its output projection.
 
-    The packed ``in_proj_weight``/``in_proj_bias`` rows are q, k, v in that order. Modes (METHOD.md section 2):
+    The packed ``in_proj_weight``/``in_proj_bias`` rows are q, k, v in that order. Modes
+    (docs/method.md#dense-clip-teacher):
     "standard" is the block's own ``softmax(q k^T s) v``; "csa" is SCLIP's ``(softmax(q q^T s) + softmax(k k^T s)) v``,
     computed as the sum of two attentions since the product distributes over the sum; "maskclip" keeps only the value
     path. ``s = head_dim ** -0.5``. Every attention goes through ``scaled_dot_product_attention``, whose fused CPU and

@@ -1,4 +1,5 @@
-"""Label-map teacher: lifts per-view 2D label maps (METHOD.md section 11) into tile features that look like a teacher's.
+"""Label-map teacher: lifts per-view 2D label maps (docs/method.md#per-view-label-maps) into tile features that look
+like a teacher's.
 
 Each 16x16 tile's feature is the normalised mean of the class embeddings of its pixels' labels, so tiles that
 straddle a class boundary get a mixture, as dense CLIP's do. Optional degradations make the targets as imperfect
@@ -19,8 +20,7 @@ import torch.nn.functional as F
 from jaxtyping import Float, Int
 from torch import Tensor
 
-from laser_ns.data.semantics import UNLABELLED
-from laser_ns.predictor import CANONICAL_NEGATIVES
+from laser_ns.conventions import CANONICAL_NEGATIVES, UNLABELLED
 from laser_ns.teachers.base import (
     DenseTeacher,
     DenseTeacherConfig,
@@ -200,7 +200,8 @@ class LabelMapTeacher(DenseTeacher):
         if labels is None:
             raise ValueError(
                 f"{type(self).__name__} needs the image's label map (labels=...); the scene must have "
-                "labels/<image>.png for every training view (METHOD.md section 11), or use the dense CLIP teacher."
+                "labels/<image>.png for every training view (docs/method.md#per-view-label-maps), or use the dense "
+                "CLIP teacher."
             )
         if labels.ndim != 2 or labels.is_floating_point():
             raise ValueError(f"Label map must be an integer [H, W] tensor, got {labels.dtype} {tuple(labels.shape)}.")

@@ -7,7 +7,7 @@ from laser_ns.components.adapter import Adapter, AdapterConfig, sinusoidal_posit
 
 
 def _naive(adapter: Adapter, x: torch.Tensor, c_orig: float, c_adapted: float):
-    """METHOD.md section 6 written out, given the two centres."""
+    """docs/method.md#adapter-and-self-cross-training written out, given the two centres."""
     n, d = x.shape
     pe = torch.zeros(n, d, dtype=x.dtype)
     for pos in range(n):

@@ -112,7 +112,8 @@ def test_soft_cross_entropy_ignores_offsets_along_other_axis():
 
 
 def _reference_style_loss(label_logits, feats, text, tau):
-    """What METHOD.md says the reference does: [B, h, w, C] straight into F.cross_entropy (class axis = h)."""
+    """What the reference does (docs/method.md#label-volume): [B, h, w, C] straight into F.cross_entropy (class axis =
+    h)."""
     n, c = label_logits.shape
     h = n // 2
     log_p = torch.log_softmax(F.normalize(feats, dim=-1) @ text.T / tau, dim=-1).reshape(1, h, 2, c)
@@ -346,7 +347,7 @@ def test_max_score_margin_bounds_every_reachable_label_distribution(cosine):
 def test_distilled_features_after_the_switch_are_the_scored_ones(adapter_at_inference, monkeypatch):
     """After the self-cross switch, L_feat distils adapter(F) when inference scores adapter(F) (the paper), and F
     itself when inference scores F, so the scored features never go unsupervised."""
-    from laser_ns.components import language_loss
+    from laser_ns import model_losses as language_loss
     from laser_ns.components.adapter import AdapterConfig
     from laser_ns.model import LaserModelConfig
 

@@ -73,7 +73,8 @@ def test_class_colormap_distinct_and_deterministic(num_classes):
 
 def test_class_colours_do_not_contradict_class_names():
     # issue 18: "red apple" was drawn green
-    from laser_ns.components.relevancy import COLOUR_WORDS, class_colours
+    from laser_ns.components.relevancy import class_colours
+    from laser_ns.conventions import COLOUR_WORDS
 
     names = ["table", "red apple", "green ball", "red mug", "wall", "blue cup", "pear", "white plate"]
     colours = class_colours(names)

@@ -6,7 +6,7 @@ from laser_ns.components.transient_attention import TransientQueryAttention, Tra
 
 
 def _naive(module: TransientQueryAttention, x: torch.Tensor) -> torch.Tensor:
-    """Literal METHOD.md section 5, written with explicit weight matrices."""
+    """Literal docs/method.md#transient-query-attention, written with explicit weight matrices."""
     wq, wk, wv = module.to_q.weight.T, module.to_k.weight.T, module.to_v.weight.T  # [in, E]
     queries = module.transient_queries  # [3E, E]
     q, k, v = x @ wq, x @ wk, x @ wv

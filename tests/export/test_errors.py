@@ -63,7 +63,7 @@ def test_unwritable_output_fails_before_loading_the_run(tool, tmp_path, capsys, 
 def test_read_run_config_accepts_every_laser_method_and_preset(tmp_path):
     from nerfstudio.configs.method_configs import all_methods
 
-    from laser_ns.trainer_config import RunError, read_run_config
+    from laser_ns.runs import RunError, read_run_config
 
     for method in ("laser", "laser-lite", "laser-paper"):
         path = tmp_path / method / "config.yml"

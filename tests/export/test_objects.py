@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from laser_ns.errors import ExportError
 from laser_ns.export.objects import ClusterSettings, extract_object, poisson_mesh
-from laser_ns.export.run import ExportError
 from tests.export.clouds import make_cloud
 
 

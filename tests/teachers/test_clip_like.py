@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from laser_ns.data.semantics import UNLABELLED
+from laser_ns.conventions import UNLABELLED
 from laser_ns.teachers.clip_like import ClipLikeTeacherConfig, StructuredTextEncoder
 
 NAMES = ["floor", "green ball", "red apple", "red mug", "wooden table"]

@@ -133,7 +133,7 @@ def test_manual_qkv_split_matches_multihead_attention(csa_teacher, image_96x160)
 
 
 def _vectorised_dense(teacher, image: torch.Tensor, mode: str) -> torch.Tensor:
-    """Independent all-heads-at-once version of METHOD.md section 2's last block + head."""
+    """Independent all-heads-at-once version of docs/method.md#dense-clip-teacher's last block + head."""
     visual = teacher.clip_model.visual
     block = visual.transformer.resblocks[-1]
     attn = block.attn

@@ -4,7 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from laser_ns.data.semantics import UNLABELLED
+from laser_ns.conventions import UNLABELLED
 from laser_ns.teachers.base import tile_validity
 from laser_ns.teachers.label_map import LabelMapTeacherConfig
 from laser_ns.teachers.text import hashed_text_embeddings
@@ -210,7 +210,7 @@ def test_clip_text_encoder_does_not_warn(caplog):
 
 
 def test_baseline_prompts_are_the_models_canonical_negatives():
-    from laser_ns.predictor import CANONICAL_NEGATIVES
+    from laser_ns.conventions import CANONICAL_NEGATIVES
     from laser_ns.teachers.label_map import BASELINE_PROMPTS
 
     assert tuple(BASELINE_PROMPTS) == tuple(CANONICAL_NEGATIVES)

@@ -1,4 +1,8 @@
-"""The language loss terms of one training step (METHOD.md section 6): which losses apply, on which features."""
+"""The language loss terms of one training step (docs/method.md#losses): which losses apply, on which features.
+
+Beside the model: it reads the model's config and calls the label volume, the adapter and the loss functions
+of :mod:`laser_ns.components.losses`.
+"""
 
 from __future__ import annotations
 
@@ -11,10 +15,11 @@ from torch import Tensor
 from laser_ns.components import losses
 from laser_ns.components.adapter import Adapter
 from laser_ns.fields.language_field import LabelVolume
+from laser_ns.model_config import LaserModelConfig
 
 
 def language_loss_dict(
-    config,
+    config: LaserModelConfig,
     rendered: Float[Tensor, "N D"],
     teacher: Float[Tensor, "N D"],
     label_distribution: Float[Tensor, "N D"] | None,
