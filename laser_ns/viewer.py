@@ -201,6 +201,22 @@ class LaserViewerControls(nn.Module, ViewerElement[str]):
                 element.install(viser_server)
             self._status_handle = viser_server.gui.add_markdown(escape_markdown(self.status))
             self._legend_handle = viser_server.gui.add_markdown(self.legend())
+        viser_server.on_client_connect(lambda client: self.show_saved_run_state())
+
+    def show_saved_run_state(self) -> None:
+        """``ns-viewer`` on a saved run (a viewer without a trainer): the header shows the checkpoint's step instead
+        of nerfstudio's "Step: 0", and no Pause/Resume Training button for a run that is not training. ns-viewer
+        sets the viewer's step before any browser connects; this runs when one does."""
+        viewer = getattr(self.viewer_control, "viewer", None)
+        if viewer is None or getattr(viewer, "trainer", None) is not None:
+            return  # a training run: nerfstudio keeps its header up to date
+        for name in ("pause_train", "resume_train"):
+            handle = getattr(viewer, name, None)
+            if handle is not None:
+                handle.visible = False
+        markdown = getattr(viewer, "stats_markdown", None)
+        if markdown is not None:
+            markdown.content = viewer.make_stats_markdown(int(getattr(viewer, "step", 0)), None)
 
     def _forward(self, element: Any) -> None:
         # The viewer runs the panel's hook under the lock that a frame holds while it renders; a full-resolution

@@ -320,3 +320,35 @@ def test_a_change_interrupts_the_frame_before_taking_the_render_lock():
     controls.queries_text.value = "red apple"
     controls.queries_text.cb_hook(controls.queries_text)
     assert events == ["interrupt", "lock"] and model.queries == ["red apple"]
+
+
+def test_a_saved_run_shows_its_step_and_no_pause_button():
+    """ns-viewer on a finished run showed "Step: 0" and "Pause Training" (issue 18)."""
+    from types import SimpleNamespace
+
+    from nerfstudio.viewer.viewer import Viewer
+
+    controls = LaserViewerControls(FakeModel())
+
+    class SavedRunViewer:
+        viser_server = None
+        trainer = None  # ns-viewer: no trainer
+        step = 1999  # set by ns-viewer's update_scene(step=...) from the checkpoint
+        make_stats_markdown = Viewer.make_stats_markdown
+
+        def __init__(self) -> None:
+            self.pause_train = SimpleNamespace(visible=True)
+            self.resume_train = SimpleNamespace(visible=False)
+            self.stats_markdown = SimpleNamespace(content="Step: 0  \nResolution: 512x384px")
+
+    viewer = SavedRunViewer()
+    controls.viewer_control._setup(viewer)
+    controls.show_saved_run_state()
+    assert viewer.stats_markdown.content.startswith("Step: 1999") and "512x384px" in viewer.stats_markdown.content
+    assert not viewer.pause_train.visible and not viewer.resume_train.visible
+
+    training = SavedRunViewer()
+    training.trainer = object()  # during training nerfstudio keeps the header itself
+    controls.viewer_control._setup(training)
+    controls.show_saved_run_state()
+    assert training.pause_train.visible and training.stats_markdown.content.startswith("Step: 0")
