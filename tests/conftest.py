@@ -22,10 +22,23 @@ def tiny_pipeline_config(scene: Path, max_steps: int = 20, **model_overrides):
     """laser-lite shrunk further, with every part of the paper on (the tests exercise them; laser-lite's defaults
     leave them out), on the label-map teacher with hashed text (no CLIP weights)."""
     from laser_ns.method_configs import laser_lite_config
-    from laser_ns.model_config import PART_SWITCHES
 
     config = laser_lite_config()
     pipeline = config.pipeline
+    every_part_on_hashed_labels(pipeline, scene)
+    # No trainer here to give the schedule the run's length (--max-num-iterations): the pipeline built from this
+    # config gives it max_steps, as the trainer's callbacks would.
+    pipeline._target = functools.partial(_pipeline_with_run_length, max_steps=max_steps)
+    for key, value in model_overrides.items():
+        setattr(pipeline.model, key, value)
+    return pipeline
+
+
+def every_part_on_hashed_labels(pipeline, scene: Path) -> None:
+    """Sets a laser-lite pipeline config to the tests' shape: every part of the paper on, the label-map teacher with
+    hashed text (no CLIP weights) on ``scene``, 64 rays and 32-pixel patches per step, 1024-ray render chunks."""
+    from laser_ns.model_config import PART_SWITCHES
+
     for part in PART_SWITCHES:
         setattr(pipeline.model, part, True)
     pipeline.teacher_type = "labels"
@@ -35,13 +48,7 @@ def tiny_pipeline_config(scene: Path, max_steps: int = 20, **model_overrides):
     pipeline.datamanager.train_num_rays_per_batch = 64
     pipeline.datamanager.language_patch_size = 32
     pipeline.datamanager.language_patch_tiles = None  # the tests' patches are in pixels
-    # No trainer here to give the schedule the run's length (--max-num-iterations): the pipeline built from this
-    # config gives it max_steps, as the trainer's callbacks would.
-    pipeline._target = functools.partial(_pipeline_with_run_length, max_steps=max_steps)
     pipeline.model.eval_num_rays_per_chunk = 1024
-    for key, value in model_overrides.items():
-        setattr(pipeline.model, key, value)
-    return pipeline
 
 
 def _pipeline_with_run_length(config, *args, max_steps: int, **kwargs):

@@ -22,7 +22,7 @@ PATCHES = 1  # per rank
 
 def _config(scene: Path, out: Path, rays: int, patches: int):
     from laser_ns.method_configs import laser_lite_config
-    from laser_ns.model_config import PART_SWITCHES
+    from tests.conftest import every_part_on_hashed_labels
 
     config = laser_lite_config()
     config.max_num_iterations = STEPS
@@ -34,19 +34,11 @@ def _config(scene: Path, out: Path, rays: int, patches: int):
     config.steps_per_save = STEPS
     config.machine.device_type = "cpu"
     pipeline = config.pipeline
-    for part in PART_SWITCHES:
-        setattr(pipeline.model, part, True)
-    pipeline.teacher_type = "labels"
-    pipeline.label_teacher.text_encoder = "hashed"
-    pipeline.datamanager.data = scene
-    pipeline.datamanager.dataparser.data = scene
+    every_part_on_hashed_labels(pipeline, scene)
     pipeline.datamanager.cache_dir = out / "cache"
     pipeline.datamanager.train_num_rays_per_batch = rays
     pipeline.datamanager.language_patches_per_step = patches
-    pipeline.datamanager.language_patch_size = 32
-    pipeline.datamanager.language_patch_tiles = None
     pipeline.model.schedule.language_start_fraction = 0.2
-    pipeline.model.eval_num_rays_per_chunk = 1024
     return config
 
 

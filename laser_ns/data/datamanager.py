@@ -103,6 +103,10 @@ class LaserDataManagerConfig(LoadsOlderConfigs, VanillaDataManagerConfig):
     cache_dir: Path | None = None
     """Where teacher features are cached; default: <data>/laser_cache."""
 
+    def feature_cache_dir(self) -> Path:
+        """Where the teacher's features are cached: ``cache_dir``, else the scene's ``laser_cache`` folder."""
+        return Path(self.cache_dir or Path(self.dataparser.data) / "laser_cache")
+
 
 class LaserDataManager(VanillaDataManager[LaserDataset]):
     """Adds teacher-feature patches to nerfacto's pixel batches."""
@@ -177,7 +181,7 @@ class LaserDataManager(VanillaDataManager[LaserDataset]):
             )
         if self.teacher.needs_labels:
             self.teacher.set_class_names(dataset.metadata["class_names"])
-        cache = FeatureCache(self.config.cache_dir or data / "laser_cache", self.teacher.identity())
+        cache = FeatureCache(self.config.feature_cache_dir(), self.teacher.identity())
 
         def load(i: int) -> tuple[Tensor, Tensor | None]:
             image = teacher_images.get_image_float32(i)[..., :3]

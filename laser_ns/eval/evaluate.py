@@ -86,20 +86,19 @@ def squeeze_camera(camera: Cameras, width: int, height: int) -> Cameras:
 
 
 @torch.no_grad()
-def teacher_prediction(pipeline, teacher_images, idx: int, width: int, height: int, cache=None) -> torch.Tensor:
+def teacher_prediction(
+    pipeline, teacher_images, idx: int, width: int, height: int, cache: Any, store: bool
+) -> torch.Tensor:
     """The teacher's own 2D segmentation of eval image ``idx`` at ``width x height``: each tile's closest class
     (nearest back to pixels). ``teacher_images`` is the eval dataset as the teacher sees it in training
     (``teacher_image_scale`` of the files); ``cache`` (a FeatureCache) is the training's: a view it holds is not
-    computed again."""
+    computed again, and a computed one is stored when ``store``."""
     from laser_ns.eval.consistency import teacher_segmentation
 
     teacher = pipeline.teacher  # a label-map teacher got the scene's class names when the pipeline was built
     image = teacher_images.get_image_float32(idx)[..., :3]
     labels = teacher_images.label_map(idx, size=(image.shape[0], image.shape[1])) if teacher.needs_labels else None
-    if cache is not None:
-        features = cache.features_for_image(teacher, image, labels, store=cache.writable()).to(teacher.device)
-    else:
-        features = teacher.dense_features(image.to(teacher.device), labels)
+    features = cache.features_for_image(teacher, image, labels, store=store).to(teacher.device)
     text = pipeline.model.predictor.class_text.to(features.device)
     return teacher_segmentation(features.float(), text.float(), height, width).cpu()
 
@@ -138,8 +137,8 @@ def evaluate_pipeline(
 
         config = pipeline.datamanager.config
         teacher_images = teacher_view(dataset._dataparser_outputs, config.teacher_image_scale)
-        data = Path(config.dataparser.data)
-        cache = FeatureCache(config.cache_dir or data / "laser_cache", pipeline.teacher.identity())
+        cache = FeatureCache(config.feature_cache_dir(), pipeline.teacher.identity())
+        store = cache.writable()  # a read-only cache is read, not written
     for idx in range(len(dataset)):
         image_index = dataset.metadata["image_indices"][idx]
         if image_index not in annotated:
@@ -160,7 +159,7 @@ def evaluate_pipeline(
         view = view_metrics(pred, mask_values, protocol)
         views.append({"image_index": image_index, **view})
         if score_teacher:
-            teacher_pred = teacher_prediction(pipeline, teacher_images, idx, width, height, cache)
+            teacher_pred = teacher_prediction(pipeline, teacher_images, idx, width, height, cache, store)
             teacher_views.append(view_metrics(teacher_pred, mask_values, protocol))
         if output_dir is not None:
             masks = masks_from_values(mask_values, protocol).permute(1, 2, 0)  # [h, w, C]

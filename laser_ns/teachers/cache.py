@@ -75,6 +75,11 @@ def _atomic_write(path: Path, write: Any) -> None:
             tmp.unlink()
 
 
+def stored_form(features: Float[Tensor, "h w D"]) -> Float[Tensor, "h w D"]:
+    """Features as the cache stores and returns them: detached fp16 on the CPU, contiguous."""
+    return features.detach().to(dtype=torch.float16).cpu().contiguous()
+
+
 class CacheNotWritableError(UserError, RuntimeError):
     """The cache folder cannot be written (read-only scene folder, a file in the way...); names the fix."""
 
@@ -169,7 +174,7 @@ class FeatureCache:
     def save(self, key: str, features: Float[Tensor, "h w D"]) -> Tensor:
         """Store ``features`` for ``key`` as fp16 (atomically) and return the stored fp16 CPU tensor."""
         self._ensure_folder()
-        stored = features.detach().to(dtype=torch.float16).cpu().contiguous()
+        stored = stored_form(features)
         payload = {"format": _FILE_FORMAT, "teacher_key": self.teacher_key, "image_key": key, "features": stored}
         _atomic_write(self.path_for(key), lambda tmp: torch.save(payload, tmp))
         return stored
@@ -197,7 +202,7 @@ class FeatureCache:
         if cached is not None:
             return cached
         if not store:
-            return teacher.dense_features(image, labels).detach().to(dtype=torch.float16).cpu()
+            return stored_form(teacher.dense_features(image, labels))
         if not self._writable_checked:
             # fail before the teacher runs, so no computed feature is thrown away; a fully cached scene never writes
             self.check_writable()
@@ -241,6 +246,6 @@ def dense_features_for_images(
         return FeatureCache.for_teacher(cache_root, teacher).features_for_images(teacher, images, labels, desc)
     labels = [None] * len(images) if labels is None else list(labels)
     return [
-        teacher.dense_features(image, label).detach().to(dtype=torch.float16).cpu()
+        stored_form(teacher.dense_features(image, label))
         for image, label in tqdm(list(zip(images, labels, strict=True)), desc=desc, unit="image")
     ]

@@ -48,9 +48,15 @@ class TeacherFeatures:
             # the cache key hashes the pixels and the size, so it changes with the teacher's image scale
             return cache.features_for_image(teacher, image, labels)
 
-        if ranks > 1:  # each process computes its share, then all read them all
-            for i in tqdm(range(rank, count, ranks), desc=f"{desc} (rank {rank})", unit="image", disable=rank != 0):
-                features_of(i)
+        mine: dict[int, Tensor] = {}
+        if ranks > 1:  # each process computes its share, then reads the others' from the cache
+            share = range(rank, count, ranks)
+            mine = {
+                i: features_of(i) for i in tqdm(share, desc=f"{desc} (rank {rank})", unit="image", disable=rank != 0)
+            }
             distributed.barrier()
-        tiles = [features_of(i) for i in tqdm(range(count), desc=desc, unit="image", disable=rank != 0)]
+        tiles = [
+            mine[i] if i in mine else features_of(i)
+            for i in tqdm(range(count), desc=desc, unit="image", disable=rank != 0)
+        ]
         return cls(tiles=tiles, sizes=[sizes[i] for i in range(count)], computed=cache.computed)
