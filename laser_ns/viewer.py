@@ -62,6 +62,12 @@ BOX_ROOT = "/laser_boxes"
 """viser scene node under which the 3D boxes are drawn."""
 BOX_NODES = 14
 """Scene nodes per drawn box: 12 edges, the best point and the label."""
+CPU_PREVIEW_FPS = 4
+"""Frame rate nerfstudio sizes a moving frame for, on a CPU (its own is 30): at 30 a CPU's few tens of thousands of
+rays a second give frames about 30 pixels high, a mosaic; at 4 they are about 80 to 100."""
+CPU_PREVIEW_MAX_RES = (64, 512)
+"""On a CPU the resting frame's "Max res" starts at the training images' longer side, within these bounds (the
+slider's own minimum and nerfstudio's default), so a resting frame comes in about a second instead of tens."""
 
 
 class Queryable(Protocol):
@@ -201,7 +207,11 @@ class LaserViewerControls(nn.Module, ViewerElement[str]):
                 element.install(viser_server)
             self._status_handle = viser_server.gui.add_markdown(escape_markdown(self.status))
             self._legend_handle = viser_server.gui.add_markdown(self.legend())
-        viser_server.on_client_connect(lambda client: self.show_saved_run_state())
+        viser_server.on_client_connect(self._on_client_connect)
+
+    def _on_client_connect(self, client: Any) -> None:
+        self.show_saved_run_state()
+        self.fit_preview_to_device(client)
 
     def show_saved_run_state(self) -> None:
         """``ns-viewer`` on a saved run (a viewer without a trainer): the header shows the checkpoint's step instead
@@ -217,6 +227,31 @@ class LaserViewerControls(nn.Module, ViewerElement[str]):
         markdown = getattr(viewer, "stats_markdown", None)
         if markdown is not None:
             markdown.content = viewer.make_stats_markdown(int(getattr(viewer, "step", 0)), None)
+
+    def fit_preview_to_device(self, client: Any) -> None:
+        """On a CPU, frames nerfstudio sizes for a GPU come as 30-pixel mosaics while moving and take tens of
+        seconds at rest. Size them for the CPU instead: moving frames for CPU_PREVIEW_FPS, and, once per viewer,
+        "Max res" at the training images' size (the user's slider stays theirs afterwards). Does nothing on a GPU.
+        nerfstudio creates the client's render state machine on connect, before this runs."""
+        viewer = getattr(self.viewer_control, "viewer", None)
+        if viewer is None or _model_device_type(viewer) != "cpu":
+            return
+        machine = getattr(viewer, "render_statemachines", {}).get(getattr(client, "client_id", None))
+        if machine is not None:
+            machine.target_fps = min(machine.target_fps, CPU_PREVIEW_FPS)
+        if self.__dict__.get("_preview_fitted"):
+            return
+        self.__dict__["_preview_fitted"] = True
+        slider = getattr(getattr(viewer, "control_panel", None), "_max_res", None)
+        longest = _training_image_side(viewer)
+        if slider is None or longest is None:
+            return
+        low, high = CPU_PREVIEW_MAX_RES
+        slider.value = max(low, min(high, longest))
+        CONSOLE.print(
+            f"[laser_ns] viewer on a CPU: frames at rest render at most {slider.value} pixels ('Max res' in the "
+            f"Control panel) and moving frames are sized for {CPU_PREVIEW_FPS} fps, so previews come in seconds."
+        )
 
     def _forward(self, element: Any) -> None:
         # The viewer runs the panel's hook under the lock that a frame holds while it renders; a full-resolution
@@ -369,6 +404,23 @@ class LaserViewerControls(nn.Module, ViewerElement[str]):
         if self._legend_handle is not None:
             self._legend_handle.content = self.legend()
         return message
+
+
+def _model_device_type(viewer: Any) -> str | None:
+    """The device type of the viewed model's parameters (None when the viewer has no model yet)."""
+    try:
+        return next(viewer.get_model().parameters()).device.type
+    except (AttributeError, StopIteration, TypeError):
+        return None
+
+
+def _training_image_side(viewer: Any) -> int | None:
+    """The longer side, in pixels, of the largest training image (None when the pipeline has no training data)."""
+    cameras = getattr(getattr(getattr(viewer, "pipeline", None), "datamanager", None), "train_dataset", None)
+    cameras = getattr(cameras, "cameras", None)
+    if cameras is None:
+        return None
+    return int(max(cameras.width.max(), cameras.height.max()))
 
 
 def box_edges(low: Sequence[float], high: Sequence[float]) -> list[tuple[tuple[float, ...], tuple[float, ...]]]:

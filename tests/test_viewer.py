@@ -352,3 +352,64 @@ def test_a_saved_run_shows_its_step_and_no_pause_button():
     controls.viewer_control._setup(training)
     controls.show_saved_run_state()
     assert training.pause_train.visible and training.stats_markdown.content.startswith("Step: 0")
+
+
+def _viewer_on(device: str, width: int = 160, height: int = 120):
+    from types import SimpleNamespace
+
+    model = torch.nn.Linear(2, 2, device=device)
+    cameras = SimpleNamespace(width=torch.tensor([[width]]), height=torch.tensor([[height]]))
+    return SimpleNamespace(
+        viser_server=None,  # ViewerControl._setup reads it
+        trainer=object(),
+        get_model=lambda: model,
+        render_statemachines={7: SimpleNamespace(target_fps=30), 8: SimpleNamespace(target_fps=30)},
+        control_panel=SimpleNamespace(_max_res=SimpleNamespace(value=512)),
+        pipeline=SimpleNamespace(datamanager=SimpleNamespace(train_dataset=SimpleNamespace(cameras=cameras))),
+    )
+
+
+def test_on_a_cpu_the_preview_is_sized_for_the_cpu_once():
+    """On a CPU the viewer showed 30-pixel mosaics and waited tens of seconds for a 512-pixel frame (issue 18)."""
+    from types import SimpleNamespace
+
+    from laser_ns.viewer import CPU_PREVIEW_FPS
+
+    controls = LaserViewerControls(FakeModel())
+    viewer = _viewer_on("cpu")
+    controls.viewer_control._setup(viewer)
+    controls.fit_preview_to_device(SimpleNamespace(client_id=7))
+    assert viewer.render_statemachines[7].target_fps == CPU_PREVIEW_FPS
+    assert viewer.control_panel._max_res.value == 160  # the training images' longer side
+    viewer.control_panel._max_res.value = 300  # the user's choice stays theirs when another browser connects
+    controls.fit_preview_to_device(SimpleNamespace(client_id=8))
+    assert viewer.render_statemachines[8].target_fps == CPU_PREVIEW_FPS
+    assert viewer.control_panel._max_res.value == 300
+
+    big = _viewer_on("cpu", width=4000, height=3000)
+    fresh = LaserViewerControls(FakeModel())
+    fresh.viewer_control._setup(big)
+    fresh.fit_preview_to_device(SimpleNamespace(client_id=7))
+    assert big.control_panel._max_res.value == 512  # never above nerfstudio's default
+
+
+def test_on_another_device_the_preview_is_nerfstudios():
+    from types import SimpleNamespace
+
+    controls = LaserViewerControls(FakeModel())
+    viewer = _viewer_on("meta")  # any device but the CPU (a GPU in practice)
+    controls.viewer_control._setup(viewer)
+    controls.fit_preview_to_device(SimpleNamespace(client_id=7))
+    assert viewer.render_statemachines[7].target_fps == 30 and viewer.control_panel._max_res.value == 512
+
+
+def test_nerfstudio_sizes_frames_by_the_attributes_the_preview_sets():
+    """The CPU preview sets RenderStateMachine.target_fps and the control panel's Max res; nerfstudio must read them."""
+    import inspect
+
+    from nerfstudio.viewer.control_panel import ControlPanel
+    from nerfstudio.viewer.render_state_machine import RenderStateMachine
+
+    source = inspect.getsource(RenderStateMachine._calculate_image_res)
+    assert "self.target_fps" in source and "control_panel.max_res" in source
+    assert "self._max_res.value" in inspect.getsource(ControlPanel.max_res.fget)

@@ -89,7 +89,8 @@ class Demo:
         if (run_dir / "demo" / "laser-lite" / "demo").exists():
             shutil.rmtree(run_dir / "demo" / "laser-lite" / "demo")  # a fresh run, not the previous demo's checkpoints
         never = str(10 * settings["steps"])  # nerfstudio's periodic evaluations: the demo evaluates once, at the end
-        _run(
+        seconds = {}
+        seconds["training"] = _run(
             [
                 _tool("ns-train"), "laser-lite", "--data", str(scene),
                 "--output-dir", str(run_dir), "--experiment-name", "demo", "--timestamp", "demo",
@@ -102,14 +103,14 @@ class Demo:
             ]
         )  # fmt: skip
         config = run_dir / "demo" / "laser-lite" / "demo" / "config.yml"
-        _run(
+        seconds["evaluation"] = _run(
             [
                 _tool("laser-eval"), "--load-config", str(config), "--output-dir", str(out / "eval"),
                 "--score-teacher",
             ]
         )  # fmt: skip
         video = out / "segmentation.mp4"
-        _run(
+        seconds["video"] = _run(
             [
                 _tool("ns-render"), "interpolate", "--load-config", str(config),
                 "--rendered-output-names", "rgb", "segmentation", "--interpolation-steps", "3",
@@ -132,7 +133,9 @@ class Demo:
         CONSOLE.print(f"segmented video: {video}")
         CONSOLE.print(f"side-by-side views (RGB | prediction | ground truth): {out / 'eval'}")
         CONSOLE.print(f"open it in the viewer: ns-viewer --load-config {config}")
-        CONSOLE.print(f"total time {minutes:.1f} min")
+        CONSOLE.print(
+            f"total time {minutes:.1f} min (" + ", ".join(f"{k} {v / 60:.1f}" for k, v in seconds.items()) + ")"
+        )
 
 
 def legend_markup(class_names: list[str]) -> str:
@@ -155,13 +158,16 @@ def _tool(name: str) -> str:
     return found
 
 
-def _run(command: list[str]) -> None:
+def _run(command: list[str]) -> float:
+    """Runs one tool, stopping the demo with its exit code if it fails; returns its wall-clock seconds."""
     CONSOLE.print("[bold]$ " + " ".join(command))
+    start = time.perf_counter()
     # the environment's bin folder first, so tools find its ffmpeg even when the venv is not activated
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
     result = subprocess.run(command, env=env)
     if result.returncode != 0:
         raise SystemExit(f"'{Path(command[0]).name}' failed with exit code {result.returncode}; see its output above.")
+    return time.perf_counter() - start
 
 
 def entrypoint() -> None:
