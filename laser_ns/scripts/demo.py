@@ -30,9 +30,9 @@ QUALITIES: dict[str, dict[str, float]] = {
 the first 40% train geometry: on its tabletop, against laser-lite's 2000 steps with 25% geometry, mIoU 73.3 vs
 74.8 and RGB PSNR 25.7 vs 22.2 dB, in three quarters of the training time (benchmarks/RESULTS.md, 'Demo')."""
 
-QUICK_MINUTES = 6
-"""Measured: the quick demo's minutes on this project's 2-core CPU machine, setup excluded (benchmarks/RESULTS.md,
-'Demo')."""
+QUICK_MINUTES = 7
+"""The quick demo's minutes on this project's 2-core CPU machine, setup excluded, rounded up: 6.4 measured from a
+fresh clone with nothing else running (benchmarks/RESULTS.md, 'Demo')."""
 
 
 @dataclass
