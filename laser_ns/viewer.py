@@ -178,7 +178,7 @@ class LaserViewerControls(nn.Module, ViewerElement[str]):
         }
         self._applied_queries = queries  # what the predictor renders now; retyping it costs nothing
         # Public so that the viewer's walk finds it and hands it the viewer (ViewerControl._setup).
-        self.viewer_control = ViewerControl()
+        self.viewer_control = _PanelControl(self._on_viewer_ready)
         for element in [*self.children_elements(), *self.action_elements()]:
             element.cb_hook = self._forward
 
@@ -212,6 +212,17 @@ class LaserViewerControls(nn.Module, ViewerElement[str]):
     def _on_client_connect(self, client: Any) -> None:
         self.show_saved_run_state()
         self.fit_preview_to_device(client)
+
+    def _on_viewer_ready(self, viewer: Any) -> None:
+        """The viewer handed over its state. A browser that connected while the viewer was being built (a tab left
+        open, or the page opened as soon as viser served it) was announced before that, when the panel could not yet
+        reach the viewer, so it is set up now. The header's step is the viewer's at this point; ns-viewer sets the
+        checkpoint's step just after."""
+        server = getattr(viewer, "viser_server", None)
+        if server is None:
+            return
+        for client in list(server.get_clients().values()):
+            self._on_client_connect(client)
 
     def show_saved_run_state(self) -> None:
         """``ns-viewer`` on a saved run (a viewer without a trainer): the header shows the checkpoint's step instead
@@ -404,6 +415,18 @@ class LaserViewerControls(nn.Module, ViewerElement[str]):
         if self._legend_handle is not None:
             self._legend_handle.content = self.legend()
         return message
+
+
+class _PanelControl(ViewerControl):
+    """The panel's ViewerControl: tells the panel when nerfstudio hands it the viewer."""
+
+    def __init__(self, on_setup: Callable[[Any], None]) -> None:
+        super().__init__()
+        self._on_setup = on_setup
+
+    def _setup(self, viewer: Any) -> None:
+        super()._setup(viewer)
+        self._on_setup(viewer)
 
 
 def _model_device_type(viewer: Any) -> str | None:

@@ -413,3 +413,20 @@ def test_nerfstudio_sizes_frames_by_the_attributes_the_preview_sets():
     source = inspect.getsource(RenderStateMachine._calculate_image_res)
     assert "self.target_fps" in source and "control_panel.max_res" in source
     assert "self._max_res.value" in inspect.getsource(ControlPanel.max_res.fget)
+
+
+def test_a_browser_connected_before_the_viewer_was_ready_gets_the_cpu_preview():
+    """viser announces a browser that is already connected when the panel installs, before nerfstudio hands the
+    panel the viewer; the browser test's page did exactly that, so the preview must be applied at hand-over."""
+    from types import SimpleNamespace
+
+    from laser_ns.viewer import CPU_PREVIEW_FPS
+
+    controls = LaserViewerControls(FakeModel())
+    viewer = _viewer_on("cpu")
+    viewer.viser_server = SimpleNamespace(get_clients=lambda: {7: SimpleNamespace(client_id=7)})
+    controls.fit_preview_to_device(SimpleNamespace(client_id=7))  # announced early: no viewer yet, nothing to do
+    assert viewer.render_statemachines[7].target_fps == 30
+    controls.viewer_control._setup(viewer)
+    assert viewer.render_statemachines[7].target_fps == CPU_PREVIEW_FPS
+    assert viewer.control_panel._max_res.value == 160

@@ -13,6 +13,7 @@ import base64
 import io
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -255,7 +256,7 @@ def page(viewer_url: str, tmp_path: Path) -> Iterator[DevTools]:
         _stop(process)
 
 
-def test_typed_query_renders_relevancy_in_the_browser(page: DevTools, tmp_path: Path):
+def test_typed_query_renders_relevancy_in_the_browser(page: DevTools, trained_run: Path, tmp_path: Path):
     def input_js(label: str) -> str:
         return f"({INPUT_BY_LABEL})({json.dumps(label)})"
 
@@ -279,6 +280,13 @@ def test_typed_query_renders_relevancy_in_the_browser(page: DevTools, tmp_path: 
     clip = {"x": 20.0, "y": canvas_top + 20.0, "width": panel_left - 60.0, "height": 400.0}
     time.sleep(2.0)  # let the RGB frame settle
     rgb = page.screenshot(clip)
+
+    # On a CPU the panel sizes frames for it (issue 18): 'Max res' starts at the training images' longer side, 64
+    # here, where nerfstudio's 512 would make a resting frame take tens of seconds.
+    resolution = re.search(r"Resolution: (\d+)x(\d+)px", body_text())
+    assert resolution and max(int(side) for side in resolution.groups()) <= 64, body_text()
+    viewer_log = (trained_run.parent / "viewer.log").read_text(errors="replace")
+    assert "viewer on a CPU: frames at rest render at most 64 pixels" in viewer_log, viewer_log[-2000:]
 
     # Type two queries as a user would (real text input events), and wait for the server's confirmation.
     page.js(f"(() => {{ const e = {input_js('Queries')}; e.focus(); e.select(); }})()")
