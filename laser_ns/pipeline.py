@@ -121,6 +121,7 @@ class LaserPipeline(VanillaPipeline):
             self._load_geometry(config.model.geometry_checkpoint)
         self.model.to(device)
         self.world_size = world_size
+        self.checkpoint_step: int | None = None  # the step of the checkpoint loaded by load_pipeline, if any
         # Several processes: the whole step (render and losses) runs through DDP; the model stays unwrapped, so the
         # checkpoint's keys do not depend on the number of devices (laser_ns/distributed.py).
         self.__dict__["_train_step"] = wrap_train_step(self._model, device) if world_size > 1 else None
@@ -185,6 +186,12 @@ class LaserPipeline(VanillaPipeline):
     def fit_feature_pca(self) -> None:
         """Fits the predictor's clip_pca basis on the fixed sample of training rays."""
         self.laser_model.predictor.fit_pca(self.pca_sample_features())
+
+    def load_pipeline(self, loaded_state, step: int) -> None:
+        """nerfstudio's checkpoint load (eval_setup, ns-viewer, --load-dir); remembers the checkpoint's step, which
+        the viewer's geometry check needs before ns-viewer tells the viewer."""
+        self.checkpoint_step = int(step)
+        super().load_pipeline(loaded_state, step)
 
     def load_state_dict(self, state_dict, strict: bool | None = None):
         """nerfstudio's load (eval_setup, --load-dir); a checkpoint saved before the basis was saved with it gets one

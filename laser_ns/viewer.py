@@ -30,6 +30,7 @@ How nerfstudio 1.1.5 finds and refreshes it (facts this module relies on):
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any, Protocol
 
 from nerfstudio.utils.rich_utils import CONSOLE
@@ -46,6 +47,8 @@ from nerfstudio.viewer.viewer_elements import (
 from torch import nn
 
 from laser_ns.conventions import CANONICAL_NEGATIVES
+from laser_ns.errors import warn
+from laser_ns.export.sanity import geometry_steps, geometry_warnings, short_geometry_warning
 from laser_ns.predictor import parse_queries
 
 PANEL_LABEL = "Laser: talk to the scene"
@@ -130,6 +133,7 @@ class LaserViewerControls(nn.Module, ViewerElement[str]):
         self._status_handle: Any = None
         self._legend_handle: Any = None
         self._box_handles: list[Any] = []  # viser scene nodes of the drawn 3D boxes
+        self._geometry_checked = False  # a saved run's geometry is checked once per viewer
 
         initial_queries = "; ".join(queries)
         negatives = getattr(model, "negatives", None) or CANONICAL_NEGATIVES
@@ -212,6 +216,7 @@ class LaserViewerControls(nn.Module, ViewerElement[str]):
     def _on_client_connect(self, client: Any) -> None:
         self.show_saved_run_state()
         self.fit_preview_to_device(client)
+        self.check_saved_run_geometry()
 
     def _on_viewer_ready(self, viewer: Any) -> None:
         """The viewer handed over its state. A browser that connected while the viewer was being built (a tab left
@@ -238,6 +243,22 @@ class LaserViewerControls(nn.Module, ViewerElement[str]):
         markdown = getattr(viewer, "stats_markdown", None)
         if markdown is not None:
             markdown.content = viewer.make_stats_markdown(int(getattr(viewer, "step", 0)), None)
+
+    def check_saved_run_geometry(self) -> None:
+        """``ns-viewer`` on a saved run that trained geometry for too few steps: says so once, in the panel and the
+        terminal, with the fix (its depths, 3D boxes and exports are not usable). Training runs are still training
+        their geometry; "Show 3D boxes" checks them when asked."""
+        viewer = getattr(self.viewer_control, "viewer", None)
+        if self._geometry_checked or viewer is None or getattr(viewer, "trainer", None) is not None:
+            return
+        self._geometry_checked = True
+        warning = short_geometry_warning(*viewed_geometry(viewer))
+        if warning is None:
+            return
+        warn(warning)
+        self.status = f"Warning: {warning}"
+        if self._status_handle is not None:
+            self._status_handle.content = f"**Warning**: {escape_markdown(warning)}"
 
     def fit_preview_to_device(self, client: Any) -> None:
         """On a CPU, frames nerfstudio sizes for a GPU come as 30-pixel mosaics while moving and take tens of
@@ -371,7 +392,11 @@ class LaserViewerControls(nn.Module, ViewerElement[str]):
                 found.append(f"{query} ({len(where.region)} points)")
             how = "segmentation" if segmentation else f"relevancy >= {threshold:.2f}"
             message = f"3D boxes ({how}): " + (", ".join(found) if found else "none")
-            return message + (f". Not found: {'; '.join(missing)}" if missing else "") + "."
+            message += (f". Not found: {'; '.join(missing)}" if missing else "") + "."
+            for doubt in geometry_warnings(*viewed_geometry(viewer), viewed_scene_box(viewer), cloud.points):
+                warn(doubt)
+                message += f" Warning: {doubt}"
+            return message
 
         return self._run("Could not show 3D boxes", apply)
 
@@ -427,6 +452,44 @@ class _PanelControl(ViewerControl):
     def _setup(self, viewer: Any) -> None:
         super()._setup(viewer)
         self._on_setup(viewer)
+
+
+def viewed_geometry(viewer: Any) -> tuple[str, int, int | None]:
+    """What the viewer shows (for messages), its step, and how many steps its geometry trained (None: unknown, or
+    seeded from a nerfacto run). A saved run's come from its config.yml beside the viewer's log file, where
+    nerfstudio's own viewer finds it, and from the checkpoint ns-viewer loaded."""
+    step = int(getattr(viewer, "step", 0) or 0)
+    if getattr(viewer, "trainer", None) is not None:
+        schedule = getattr(viewer.get_model(), "schedule", None)
+        try:
+            phases = schedule.phases
+        except (AttributeError, RuntimeError):  # no laser schedule, or the trainer has not set the run's length
+            return "the training run", step, None
+        return "the training run", step, None if schedule.skip_geometry else min(step, phases.language_start)
+    checkpoint_step = getattr(viewer.pipeline, "checkpoint_step", None)
+    step = step if checkpoint_step is None else int(checkpoint_step)
+    log_filename = getattr(viewer, "log_filename", None)
+    if log_filename is None:
+        return "the viewed run", step, None
+    config_path = Path(log_filename).parent / "config.yml"
+    try:
+        import yaml
+
+        config = yaml.load(config_path.read_text(), Loader=yaml.Loader)  # as nerfstudio's eval_setup reads it
+        return str(config_path), step, geometry_steps(config, step)
+    except Exception:  # noqa: BLE001 - without the config the step check is skipped; the viewer must not fail
+        return str(config_path), step, None
+
+
+def viewed_scene_box(viewer: Any) -> Any:
+    """The viewed scene's box as a (2, 3) array, from the dataparser's outputs or the model (None: unknown, and the
+    far-outside check is skipped)."""
+    outputs = getattr(viewer.pipeline.datamanager, "train_dataparser_outputs", None)
+    scene_box = getattr(outputs, "scene_box", None)
+    if scene_box is None:
+        scene_box = getattr(viewer.pipeline.model, "scene_box", None)
+    aabb = getattr(scene_box, "aabb", None)
+    return None if aabb is None else aabb.detach().cpu().numpy()
 
 
 def _model_device_type(viewer: Any) -> str | None:

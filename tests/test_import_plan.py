@@ -42,6 +42,7 @@ FLOORS: dict[str, int] = {
     "laser_ns.export.objects": 3,
     "laser_ns.export.locate": 3,
     "laser_ns.export.ply": 3,
+    "laser_ns.export.sanity": 3,
     # 4: the model
     "laser_ns.model_config": 4,
     "laser_ns.model_losses": 4,

@@ -430,3 +430,46 @@ def test_a_browser_connected_before_the_viewer_was_ready_gets_the_cpu_preview():
     controls.viewer_control._setup(viewer)
     assert viewer.render_statemachines[7].target_fps == CPU_PREVIEW_FPS
     assert viewer.control_panel._max_res.value == 160
+
+
+def _saved_run_viewer(tmp_path, max_num_iterations: int, checkpoint_step: int):
+    from types import SimpleNamespace
+
+    import yaml
+
+    from laser_ns.method_configs import laser_lite_config
+
+    config = laser_lite_config()
+    config.max_num_iterations = max_num_iterations
+    (tmp_path / "config.yml").write_text(yaml.dump(config))  # as nerfstudio's save_config writes it
+    return SimpleNamespace(
+        viser_server=None,
+        trainer=None,  # ns-viewer
+        step=0,  # a browser connected early: ns-viewer has not set the step yet
+        log_filename=tmp_path / "viewer_log_filename.txt",  # where ns-viewer puts it, beside config.yml
+        pipeline=SimpleNamespace(checkpoint_step=checkpoint_step),
+    )
+
+
+def test_a_saved_run_with_too_little_geometry_is_named_once_with_the_fix(tmp_path, capsys):
+    """Issue 18: ns-viewer showed a 400-step run's fog without a word; its boxes and depths are not usable."""
+    controls = LaserViewerControls(FakeModel())
+    controls.viewer_control._setup(_saved_run_viewer(tmp_path, 400, 399))
+    controls.check_saved_run_geometry()
+    out = capsys.readouterr().out
+    assert "warning:" in out and "only 100 steps (step 399)" in out and "nerfacto-lite" in out
+    assert controls.status.startswith("Warning: ") and str(tmp_path / "config.yml") in controls.status
+    controls.check_saved_run_geometry()  # another browser: said once per viewer
+    assert "warning:" not in capsys.readouterr().out
+
+
+def test_a_saved_run_with_enough_geometry_or_a_training_run_gets_no_warning(tmp_path, capsys):
+    from types import SimpleNamespace
+
+    controls = LaserViewerControls(FakeModel())
+    controls.viewer_control._setup(_saved_run_viewer(tmp_path, 2000, 1999))  # 500 geometry steps
+    controls.check_saved_run_geometry()
+    training = LaserViewerControls(FakeModel())
+    training.viewer_control._setup(SimpleNamespace(viser_server=None, trainer=object(), step=10))
+    training.check_saved_run_geometry()  # still training its geometry: "Show 3D boxes" checks when asked
+    assert "warning:" not in capsys.readouterr().out and not controls.status.startswith("Warning")

@@ -50,8 +50,36 @@ def test_show_and_clear_boxes_in_a_real_viser_scene(tiny_scene):
         low, high = spec.class_bounds("red apple")
         original = model.frames.to_original(best[None])[0]
         assert np.all(original >= np.asarray(low) - 1e-3) and np.all(original <= np.asarray(high) + 1e-3)
+        assert "Warning" not in message  # the oracle's geometry is exact
         assert "1 removed" in controls.apply_clear_boxes() and controls._box_handles == []
         model.predictor.set_queries([])
         assert "type one or more queries first" in controls.apply_show_boxes()
+    finally:
+        server.stop()
+
+
+def test_boxes_of_a_run_with_too_little_geometry_come_with_the_warning(tiny_scene, tmp_path):
+    """Issue 18: the viewer's 3D boxes trusted any geometry; a saved run of 400 steps (100 of geometry) is named."""
+    import viser
+    import yaml
+
+    from laser_ns.method_configs import laser_lite_config
+
+    marker = json.loads((tiny_scene / "synthetic_scene.json").read_text())
+    pipeline = oracle_pipeline(tiny_scene, PRESETS[marker["preset"]](marker["seed"]))
+    config = laser_lite_config()
+    config.max_num_iterations = 400
+    (tmp_path / "config.yml").write_text(yaml.dump(config))
+    server = viser.ViserServer(host="127.0.0.1", port=_free_port(), verbose=False)
+    try:
+        controls = LaserViewerControls(pipeline.model)
+        controls.install(server)
+        controls.viewer_control.viewer = SimpleNamespace(
+            pipeline=pipeline, viser_server=server, trainer=None, step=399, log_filename=tmp_path / "viewer_log.txt"
+        )
+        pipeline.model.predictor.set_queries(["red apple"])
+        message = controls.apply_show_boxes()
+        assert "red apple (" in message and "Warning: " in message, message
+        assert "trained geometry for only 100 steps (step 399)" in message and "nerfacto-lite" in message
     finally:
         server.stop()
