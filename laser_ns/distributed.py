@@ -82,8 +82,10 @@ def average_running_buffers(model: nn.Module) -> None:
     """Averages the running means over the ranks after a step. Each is an exponential average of a batch statistic,
     and the average of the ranks' updates is the update with the mean of their statistics: the running means follow
     the global batch, as on one device, and stay identical on every rank."""
+    if world_size() == 1:  # one process: nothing to average, and no walk over the modules every step
+        return
     buffers = running_buffers(model)
-    if world_size() == 1 or not buffers:
+    if not buffers:
         return
     flat = torch.cat([b.reshape(-1).float() for b in buffers])
     dist.all_reduce(flat)
