@@ -15,6 +15,7 @@ finds the checkpoints next to ``config.yml`` and the scene relative to the folde
 
 from __future__ import annotations
 
+import copy
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -92,9 +93,11 @@ class LaserTrainerConfig(TrainerConfig):
     _target: type = field(default_factory=lambda: LaserTrainer)
 
     def print_to_terminal(self) -> None:
-        """``ns-train`` prints the config, then saves it: refuse a device this machine lacks before either."""
+        """``ns-train`` prints the config, then saves it: refuse a device this machine lacks, or a scene the
+        dataparser cannot read, before either (the message is then the only thing printed)."""
         command = f"ns-train {self.method_name}"
         run_tool(command, lambda: check_training_device(self, command=command))
+        run_tool(command, lambda: check_scene(self))
         super().print_to_terminal()
         warn_ignored_switches(self)
 
@@ -102,6 +105,23 @@ class LaserTrainerConfig(TrainerConfig):
         check_training_device(self, command=f"ns-train {self.method_name}")
         resolve_run_paths(self)
         super().save_config()
+
+
+def check_scene(config: TrainerConfig) -> None:
+    """Reads the scene's poses, image headers and labels with the run's own dataparser (no image is decoded), so
+    that a missing or broken scene is named before nerfstudio prints the config and creates the run
+    folder. Raises the dataparser's :class:`~laser_ns.data.semantics.SceneFormatError`; other dataparsers are left
+    to nerfstudio."""
+    from laser_ns.data.dataparser import LaserDataParserConfig
+
+    datamanager = config.pipeline.datamanager
+    dataparser = getattr(datamanager, "dataparser", None)
+    data = getattr(datamanager, "data", None) or getattr(dataparser, "data", None)
+    if not isinstance(dataparser, LaserDataParserConfig) or data is None:
+        return
+    dataparser = copy.copy(dataparser)
+    dataparser.data = Path(data)
+    dataparser.setup().get_dataparser_outputs(split="train")
 
 
 def warn_ignored_switches(config: TrainerConfig) -> list[str]:

@@ -110,3 +110,25 @@ def test_several_devices_on_a_cpu_are_refused_before_the_config_is_printed(capsy
     assert exit_info.value.code == 1
     out = capsys.readouterr().out
     assert "ns-train laser-lite: error:" in out and "--machine.num-devices 1" in out and "pipeline=" not in out
+
+
+def test_a_broken_scene_is_named_before_the_config_is_printed(tiny_scene, tmp_path, capsys):
+    """Issue 18: a scene error came after nerfstudio's 250-line config dump; the scene is now read first."""
+    import pytest
+
+    from laser_ns.method_configs import laser_lite_config
+
+    config = laser_lite_config()
+    config.pipeline.datamanager.data = tmp_path / "no_such_scene"
+    with pytest.raises(SystemExit) as exit_info:
+        config.print_to_terminal()
+    assert exit_info.value.code == 1
+    out = capsys.readouterr().out
+    assert "ns-train laser-lite: error:" in out and "no_such_scene does not exist" in out and "pipeline=" not in out
+
+    config.pipeline.datamanager.data = tiny_scene
+    config.pipeline.model.use_adapter = False
+    config.print_to_terminal()  # a readable scene: the config, then the switches that do nothing, after it
+    out = capsys.readouterr().out
+    assert "pipeline=" in out
+    assert out.index("--pipeline.model.use-self-cross True does nothing") > out.index("pipeline=")
