@@ -256,9 +256,7 @@ class LaserViewerControls(nn.Module, ViewerElement[str]):
         if warning is None:
             return
         warn(warning)
-        self.status = f"Warning: {warning}"
-        if self._status_handle is not None:
-            self._status_handle.content = f"**Warning**: {escape_markdown(warning)}"
+        self._show_status(f"Warning: {warning}", f"**Warning**: {escape_markdown(warning)}")
 
     def fit_preview_to_device(self, client: Any) -> None:
         """On a CPU, frames nerfstudio sizes for a GPU come as 30-pixel mosaics while moving and take tens of
@@ -425,6 +423,12 @@ class LaserViewerControls(nn.Module, ViewerElement[str]):
         except Exception as error:  # the panel must survive a broken legend
             return f"**Legend** unavailable: {escape_markdown(str(error))}"
 
+    def _show_status(self, message: str, markdown: str) -> None:
+        """The panel's status line: ``message`` as text (``self.status``) and as the shown markdown."""
+        self.status = message
+        if self._status_handle is not None:
+            self._status_handle.content = markdown
+
     def _run(self, action: str, apply: Callable[[], str]) -> str:
         try:
             message = apply()
@@ -434,9 +438,7 @@ class LaserViewerControls(nn.Module, ViewerElement[str]):
             message = f"{action}: {reason}"
             markdown = f"**{escape_markdown(action)}**: {escape_markdown(reason)}"
             CONSOLE.print(f"[laser_ns] viewer: {message}", markup=False)
-        self.status = message
-        if self._status_handle is not None:
-            self._status_handle.content = markdown
+        self._show_status(message, markdown)
         if self._legend_handle is not None:
             self._legend_handle.content = self.legend()
         return message
