@@ -128,7 +128,9 @@ class LaserPipeline(VanillaPipeline):
         # --- viewer panel (laser_ns/viewer.py): the viewer finds public ViewerElements on the pipeline ---
         from laser_ns.viewer import LaserViewerControls
 
-        self.viewer_controls = LaserViewerControls(self.laser_model.predictor)
+        self.viewer_controls = LaserViewerControls(
+            self.laser_model.predictor, has_label_volume=self.laser_model.label_volume is not None
+        )
 
     def _load_geometry(self, path: Path) -> None:
         checkpoint, run_dir = find_checkpoint(path)

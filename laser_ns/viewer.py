@@ -89,6 +89,13 @@ class Queryable(Protocol):
     def segmentation_legend(self) -> list[tuple[str, tuple[int, int, int]]]: ...
 
 
+NO_LABEL_VOLUME = (
+    "This run has no label volume (it trained with --pipeline.model.use-label-volume False); "
+    "segmentation uses the distilled features. Train with --pipeline.model.use-label-volume True to have one."
+)
+"""The panel's word for a run without a label volume (the checkbox is disabled and says so)."""
+
+
 class ControlError(Exception):
     """A value typed into the panel that cannot be applied; its message is shown in the panel."""
 
@@ -122,7 +129,7 @@ class LaserViewerControls(nn.Module, ViewerElement[str]):
     message shown in the panel; a value that cannot be applied leaves the predictor as it was and explains why.
     """
 
-    def __init__(self, predictor: Queryable) -> None:
+    def __init__(self, predictor: Queryable, has_label_volume: bool = True) -> None:
         nn.Module.__init__(self)
         ViewerElement.__init__(self, name=PANEL_LABEL, cb_hook=self._dispatch)
         # Kept out of the module tree: the predictor belongs to the model, and registering it here would save it twice.
@@ -134,6 +141,7 @@ class LaserViewerControls(nn.Module, ViewerElement[str]):
         self._legend_handle: Any = None
         self._box_handles: list[Any] = []  # viser scene nodes of the drawn 3D boxes
         self._geometry_checked = False  # a saved run's geometry is checked once per viewer
+        self._has_label_volume = has_label_volume
 
         initial_queries = "; ".join(queries)
         negatives = getattr(model, "negatives", None) or CANONICAL_NEGATIVES
@@ -166,8 +174,11 @@ class LaserViewerControls(nn.Module, ViewerElement[str]):
         )
         self.use_label_volume = ViewerCheckbox(
             "Use label volume",
-            bool(getattr(model, "segment_with_label_volume", False)),
-            hint="Segment with the label volume (on) or with the distilled CLIP features (off).",
+            bool(getattr(model, "segment_with_label_volume", False)) and has_label_volume,
+            disabled=not has_label_volume,
+            hint="Segment with the label volume (on) or with the distilled CLIP features (off)."
+            if has_label_volume
+            else NO_LABEL_VOLUME,
         )
         self.show_boxes = ViewerButton("Show 3D boxes", cb_hook=lambda element: None)
         self.clear_boxes = ViewerButton("Clear 3D boxes", cb_hook=lambda element: None)
@@ -352,6 +363,8 @@ class LaserViewerControls(nn.Module, ViewerElement[str]):
         """Chooses the label volume (True) or the distilled features (False) for segmentation."""
 
         def apply() -> str:
+            if enabled and not self._has_label_volume:
+                raise ControlError(NO_LABEL_VOLUME)
             _set_attribute(self.predictor, "segment_with_label_volume", bool(enabled))
             return f"Segmentation uses the {'label volume' if enabled else 'distilled features'}."
 

@@ -12,6 +12,7 @@ import torch
 from laser_ns.viewer import (
     MAX_QUERIES,
     MAX_QUERY_CHARS,
+    NO_LABEL_VOLUME,
     LaserViewerControls,
     escape_markdown,
     legend_markdown,
@@ -291,6 +292,20 @@ def test_typed_queries_appear_as_outputs_of_the_next_frame(pipeline):
     names = [name for name, _ in pipeline.model.predictor.segmentation_legend()]
     assert "glass of water" in names and "glass of water" in controls.legend()
     controls.apply_mode("relevancy")
+
+
+def test_a_run_without_label_volume_disables_its_checkbox_and_says_why(tiny_scene, pipeline):
+    """A run trained with --pipeline.model.use-label-volume False: ticking "Use label volume" did nothing, silently."""
+    assert not pipeline.viewer_controls.use_label_volume.disabled  # the fixture's run has one
+
+    without = tiny_pipeline_config(tiny_scene, use_label_volume=False).setup(device="cpu", test_mode="val")
+    controls = without.viewer_controls
+    assert controls.use_label_volume.disabled and controls.use_label_volume.default_value is False
+    assert controls.use_label_volume.hint == NO_LABEL_VOLUME
+    message = controls.apply_label_volume(True)
+    assert "no label volume" in message and "--pipeline.model.use-label-volume True" in message
+    assert without.model.predictor.segment_with_label_volume is False
+    assert "distilled features" in controls.apply_label_volume(False)
 
 
 def test_the_viewer_can_walk_a_pipeline_loaded_for_viewing(tiny_scene):
