@@ -64,6 +64,7 @@ VARIANTS: dict[str, dict[str, object]] = {
     "adapter at inference": {**ALL_PARTS, "adapter_at_inference": True},
     "label volume detached": {**ALL_PARTS, "label_volume_loss": "detached"},
     "label volume full strength": {**ALL_PARTS, "label_volume_strength": 1.0},
+    "label volume at 0.02 (earlier default)": {**ALL_PARTS, "label_volume_strength": 0.02},
     "segment with label volume": {**ALL_PARTS, "predictor.segment_with_label_volume": True},
     "no adapter": {**ALL_PARTS, "use_adapter": False},
     "no self-cross": {**ALL_PARTS, "use_self_cross": False},

@@ -167,7 +167,7 @@ class LabelVolume(nn.Module):
     (``laser-lite``) to 9.6. So the model trains it with the language grids (lr 0.02, see
     :meth:`laser_ns.model.LaserModel.language_grid_parameters`). ``log_scale`` starts at 0, the scale before it
     existed, which is also what checkpoints saved without it load with. ("Mutual" above is the 'balanced' loss at
-    strength 1; the default strength, 0.02, bounds how hard the label volume can pull the features, whatever its
+    strength 1; the default strength, 0.007, bounds how hard the label volume can pull the features, whatever its
     scale: :func:`laser_ns.components.losses.label_volume_classification_loss`.)
     """
 

@@ -3,6 +3,7 @@ import torch
 import torch.nn.functional as F
 
 from laser_ns.components.losses import (
+    REFERENCE_STRENGTH_RATIO,
     distillation_loss,
     label_volume_classification_loss,
     max_score_margin,
@@ -308,18 +309,21 @@ def _gradient_ratio(mode: str, strength: float, seed: int, confident: bool = Fal
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_classification_pull_on_the_features_is_the_references(seed):
     """The label volume regularises: its gradient on the rendered features is a few percent of the distillation
-    gradient in the released code, and the default ('balanced' at the default strength) stays within a factor of
-    three of it, and under 15% once the label volume is confident. Full strength (the old 'mutual' loss) is far
-    stronger: the collapse RESULTS.md measured."""
+    gradient in the released code, whether the label volume is fresh or not (its targets are unscaled scores). The
+    default ('balanced' at the default strength) pulls harder as the label volume grows confident, so it is set for
+    the confident case to stay within the reference's band and the fresh case below the reference. Full strength
+    (the old 'mutual' loss) is far stronger: the collapse RESULTS.md measured."""
     from laser_ns.model import LaserModelConfig
 
     default = LaserModelConfig()
+    low, high = REFERENCE_STRENGTH_RATIO
     reference = _gradient_ratio("reference", 1.0, seed)
-    balanced = _gradient_ratio(default.label_volume_loss, default.label_volume_strength, seed)
+    fresh = _gradient_ratio(default.label_volume_loss, default.label_volume_strength, seed)
+    confident = _gradient_ratio(default.label_volume_loss, default.label_volume_strength, seed, confident=True)
     full = _gradient_ratio("balanced", 1.0, seed)
-    assert 0.005 < reference < 0.1
-    assert reference / 3 < balanced < 3 * reference
-    assert _gradient_ratio(default.label_volume_loss, default.label_volume_strength, seed, confident=True) < 0.15
+    assert low <= reference <= high
+    assert low <= confident <= high
+    assert reference / 10 < fresh < reference
     assert full > 10 * reference
 
 
