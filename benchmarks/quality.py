@@ -78,6 +78,21 @@ VARIANTS: dict[str, dict[str, object]] = {
     "tile-centre rays": {"datamanager.language_ray_jitter": False},
     "8 patches": {"datamanager.language_patches_per_step": 8},
     "plain, 8 patches": {**dict.fromkeys(PART_SWITCHES, False), "datamanager.language_patches_per_step": 8},
+    "no label volume, no text augmentation": {
+        **ALL_PARTS,
+        "use_label_volume": False,
+        "use_text_augmentation": False,
+    },
+    "no label volume, no adapter": {
+        **ALL_PARTS,
+        "use_label_volume": False,
+        "use_adapter": False,
+        "use_self_cross": False,
+        "use_text_augmentation": False,
+    },
+    "all parts, attention replaces features": {**ALL_PARTS, "transient_attention.residual": False},
+    "all parts, adapter input norm 10": {**ALL_PARTS, "adapter.input_norm": 10.0},
+    "all parts, unscaled adapter attention": {**ALL_PARTS, "adapter.scaled_attention": False},
 }
 """Variants on laser-lite's defaults. "none (plain distillation)" is centred dense-CLIP distillation without the
 paper's parts; "defaults" is laser-lite as shipped. "all parts" adds every part; the "no ..." ablations remove one from
