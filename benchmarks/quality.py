@@ -93,6 +93,11 @@ VARIANTS: dict[str, dict[str, object]] = {
     "all parts, attention replaces features": {**ALL_PARTS, "transient_attention.residual": False},
     "all parts, adapter input norm 10": {**ALL_PARTS, "adapter.input_norm": 10.0},
     "all parts, unscaled adapter attention": {**ALL_PARTS, "adapter.scaled_attention": False},
+    "all parts, reference adapter numerics": {
+        **ALL_PARTS,
+        "adapter.input_norm": 10.0,
+        "adapter.scaled_attention": False,
+    },
 }
 """Variants on laser-lite's defaults. "none (plain distillation)" is centred dense-CLIP distillation without the
 paper's parts; "defaults" is laser-lite as shipped. "all parts" adds every part; the "no ..." ablations remove one from
