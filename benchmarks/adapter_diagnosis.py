@@ -34,9 +34,12 @@ from torch import Tensor
 from laser_ns.components import losses
 from laser_ns.components.adapter import Adapter, AdapterConfig, sinusoidal_position_embedding
 from laser_ns.components.relevancy import cosine_scores
+from laser_ns.model_config import PAPER_NUMERICS
 
-REFERENCE_ADAPTER = {"input_norm": 10.0, "scaled_attention": False}
-"""The reference's adapter numerics (xingy038/Laser): raw-CLIP input norm and plain q k^T."""
+REFERENCE_ADAPTER = {
+    name.removeprefix("adapter."): value for name, value in PAPER_NUMERICS.items() if name.startswith("adapter.")
+}
+"""The reference's adapter numerics (xingy038/Laser; PAPER_NUMERICS): raw-CLIP input norm and plain q k^T."""
 
 
 class Diagnosis:

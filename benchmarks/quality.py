@@ -48,6 +48,12 @@ ALL_PARTS: dict[str, object] = dict.fromkeys(PART_SWITCHES, True)
 """The paper's parts on top of laser-lite's defaults, in our forms: teacher features centred, the 'balanced'
 classification loss, the residual transient attention."""
 
+
+def _reference_numerics(*names: str) -> dict[str, object]:
+    """The named options of the reference's numerics, at the reference's values."""
+    return {name: PAPER_NUMERICS[name] for name in names}
+
+
 VARIANTS: dict[str, dict[str, object]] = {
     "none (plain distillation)": {**dict.fromkeys(PART_SWITCHES, False)},
     "defaults": {},
@@ -90,13 +96,13 @@ VARIANTS: dict[str, dict[str, object]] = {
         "use_self_cross": False,
         "use_text_augmentation": False,
     },
-    "all parts, attention replaces features": {**ALL_PARTS, "transient_attention.residual": False},
-    "all parts, adapter input norm 10": {**ALL_PARTS, "adapter.input_norm": 10.0},
-    "all parts, unscaled adapter attention": {**ALL_PARTS, "adapter.scaled_attention": False},
+    # the reference's numerics (PAPER_NUMERICS) one at a time, and the adapter's two together
+    "all parts, attention replaces features": {**ALL_PARTS, **_reference_numerics("transient_attention.residual")},
+    "all parts, adapter input norm 10": {**ALL_PARTS, **_reference_numerics("adapter.input_norm")},
+    "all parts, unscaled adapter attention": {**ALL_PARTS, **_reference_numerics("adapter.scaled_attention")},
     "all parts, reference adapter numerics": {
         **ALL_PARTS,
-        "adapter.input_norm": 10.0,
-        "adapter.scaled_attention": False,
+        **_reference_numerics("adapter.input_norm", "adapter.scaled_attention"),
     },
 }
 """Variants on laser-lite's defaults. "none (plain distillation)" is centred dense-CLIP distillation without the
