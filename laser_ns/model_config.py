@@ -100,6 +100,9 @@ class LaserModelConfig(LoadsOlderConfigs, NerfactoModelConfig):
     """Ablation switch: the adapter and its self(-cross) training (off: raw teacher and rendered features)."""
     use_self_cross: bool = True
     """Ablation switch: self-cross training after the switch step (off: self-training throughout)."""
+    self_cross_field_pull: float = 1.0
+    """Share of self-cross training's "teacher to field" term that pulls the adapted teacher Ga toward the field's
+    own centred output sg(Fo); the rest pulls it toward the teacher's Go (components/losses.py). 1 is the paper."""
     use_transient_attention: bool = True
     """Ablation switch: low-rank transient query attention on per-sample features."""
     use_label_volume: bool = True

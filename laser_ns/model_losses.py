@@ -57,7 +57,9 @@ def language_loss_dict(
             # F' is what inference scores: adapter(F) as in the paper (adapter_at_inference), else F itself, which
             # would otherwise be supervised by nothing after the switch and drift (measured: benchmarks/RESULTS.md).
             student = rendered_adapted if cfg.adapter_at_inference else rendered
-            self_loss = losses.self_cross_training_loss(teacher_adapted, teacher_orig, rendered_adapted, rendered_orig)
+            self_loss = losses.self_cross_training_loss(
+                teacher_adapted, teacher_orig, rendered_adapted, rendered_orig, cfg.self_cross_field_pull
+            )
         else:
             student = rendered
             self_loss = losses.self_training_loss(teacher_adapted, teacher_orig)

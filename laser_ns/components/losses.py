@@ -36,15 +36,26 @@ def self_cross_training_loss(
     teacher_orig: Float[Tensor, "N D"],
     rendered_adapted: Float[Tensor, "N D"],
     rendered_orig: Float[Tensor, "N D"],
+    field_pull: float = 1.0,
 ) -> Float[Tensor, ""]:
     """Self-cross training (after the switch step): 0.3 x "each stream to itself" + 0.7 x "each to the other".
 
     `-(0.3 (cos(Ga, Go) + cos(Fa, sg(Fo))) / 2 + 0.7 (cos(Fa, Go) + cos(Ga, sg(Fo))) / 2)`; the centred rendered
     features Fo are a target only, so the field is not pulled toward its own adapted output.
+
+    ``field_pull`` is the share of the teacher stream's cross term that pulls Ga toward the field's sg(Fo); the rest
+    pulls it toward Go: `cos(Ga, sg(Fo))` becomes `p cos(Ga, sg(Fo)) + (1 - p) cos(Ga, Go)`. 1 is the paper. Below 1
+    the distillation target Ga follows the field's own output less, the loop in which the target learns the field's
+    mistakes (benchmarks/RESULTS.md); every term keeps its weight.
     """
+    if not 0.0 <= field_pull <= 1.0:
+        raise ValueError(f"field_pull must lie in [0, 1] (1 is the paper); got {field_pull}.")
     ga, go, fa, fo = teacher_adapted, teacher_orig, rendered_adapted, rendered_orig.detach()
     self_terms = (mean_cosine(ga, go) + mean_cosine(fa, fo)) / 2
-    cross_terms = (mean_cosine(fa, go) + mean_cosine(ga, fo)) / 2
+    teacher_cross = mean_cosine(ga, fo)
+    if field_pull < 1.0:
+        teacher_cross = field_pull * teacher_cross + (1.0 - field_pull) * mean_cosine(ga, go)
+    cross_terms = (mean_cosine(fa, go) + teacher_cross) / 2
     return -(0.3 * self_terms + 0.7 * cross_terms)
 
 
