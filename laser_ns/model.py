@@ -86,6 +86,11 @@ class LaserModel(NerfactoModel):
         self.label_volume: LabelVolume | None = cfg.label_volume.setup(**geometry) if cfg.use_label_volume else None
         self.adapter: Adapter | None = cfg.adapter.setup(dim=self.clip_dim) if cfg.use_adapter else None
         self.centring: FeatureCentring | None = FeatureCentring(self.clip_dim) if cfg.centre_teacher_features else None
+        if not 0.0 <= cfg.self_cross_field_pull <= 1.0:
+            raise ValueError(
+                f"--pipeline.model.self-cross-field-pull is {cfg.self_cross_field_pull}; it is a share and must lie in "
+                "[0, 1] (1 is the paper, 0 pulls the adapted teacher toward the teacher only)."
+            )
         if cfg.predictor.segment_with_label_volume and self.label_volume is None:
             raise ValueError(
                 "--pipeline.model.predictor.segment-with-label-volume True needs the label volume, but "

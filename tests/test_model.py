@@ -93,6 +93,22 @@ def test_self_cross_switch_uses_adapted_rendered_features(pipeline, monkeypatch)
     assert len(calls) == 2  # self-cross: teacher and rendered features
 
 
+def test_self_cross_field_pull_reaches_the_loss(tiny_scene, monkeypatch):
+    from laser_ns.components import losses
+
+    pipeline = build(tiny_scene, self_cross_field_pull=0.25)
+    pulls = []
+    original = losses.self_cross_training_loss
+    monkeypatch.setattr(losses, "self_cross_training_loss", lambda *a: pulls.append(a[-1]) or original(*a))
+    train_step(pipeline, pipeline.model.schedule.phases.self_cross_start)
+    assert pulls == [0.25]
+
+
+def test_a_field_pull_outside_zero_to_one_is_refused(tiny_scene):
+    with pytest.raises(ValueError, match="self-cross-field-pull is 2.0"):
+        build(tiny_scene, self_cross_field_pull=2.0)
+
+
 @pytest.mark.parametrize(
     "switch, module, loss",
     [

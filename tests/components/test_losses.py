@@ -59,6 +59,30 @@ def test_self_cross_training_loss_weights_and_stop_gradients():
     assert all(t.grad.abs().sum() > 0 for t in (ga, go, fa))
 
 
+@pytest.mark.parametrize("pull", [0.0, 0.5])
+def test_self_cross_field_pull_moves_weight_from_the_field_to_the_teacher(pull):
+    torch.manual_seed(1)
+    ga, go, fa, fo = (torch.randn(6, 8, requires_grad=True) for _ in range(4))
+    loss = self_cross_training_loss(ga, go, fa, fo, field_pull=pull)
+    d = [t.detach() for t in (ga, go, fa, fo)]
+    teacher_cross = pull * _cos(d[0], d[3]) + (1 - pull) * _cos(d[0], d[1])
+    expected = -(0.3 * (_cos(d[0], d[1]) + _cos(d[2], d[3])) / 2 + 0.7 * (_cos(d[2], d[1]) + teacher_cross) / 2)
+    assert loss.item() == pytest.approx(expected, abs=1e-6)
+    # Ga's gradient depends on the field's Fo only through the pulled share: none at all when the pull is 0.
+    (grad_ga,) = torch.autograd.grad(loss, ga)
+    other_fo = torch.randn(6, 8)
+    (grad_other,) = torch.autograd.grad(self_cross_training_loss(ga, go, fa, other_fo, field_pull=pull), ga)
+    assert torch.allclose(grad_ga, grad_other) == (pull == 0.0)
+
+
+def test_self_cross_field_pull_of_one_is_the_paper_and_out_of_range_is_refused():
+    torch.manual_seed(2)
+    ga, go, fa, fo = (torch.randn(6, 8) for _ in range(4))
+    assert self_cross_training_loss(ga, go, fa, fo, field_pull=1.0) == self_cross_training_loss(ga, go, fa, fo)
+    with pytest.raises(ValueError, match="field_pull"):
+        self_cross_training_loss(ga, go, fa, fo, field_pull=1.5)
+
+
 def test_minmax_normalize_rows():
     x = torch.tensor([[1.0, 3.0, 2.0], [5.0, 5.0, 5.0]])
     torch.testing.assert_close(minmax_normalize(x), torch.tensor([[0.0, 1.0, 0.5], [0.0, 0.0, 0.0]]))
