@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import sys
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
@@ -71,7 +72,7 @@ def check_output_dir(path: Path, option: str) -> Path:
     """Creates ``path`` (an output folder given by ``option``) and checks a file can be written in it, before the
     tool renders anything; raises :class:`OutputNotWritableError` naming the option otherwise."""
     path = Path(path)
-    probe = path / ".laser_ns_write_test"
+    probe = path / f".laser_ns_write_test.{os.getpid()}.{uuid.uuid4().hex}"  # per call: two tools may share a folder
     try:
         path.mkdir(parents=True, exist_ok=True)
         probe.write_bytes(b"")

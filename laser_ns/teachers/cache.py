@@ -138,8 +138,11 @@ class FeatureCache:
         """Raise :class:`CacheNotWritableError` unless entries can be stored; called before any teacher work."""
         try:
             self._ensure_folder()
-            _atomic_write(self.folder / ".write_test", lambda tmp: tmp.write_bytes(b""))
-            (self.folder / ".write_test").unlink()
+            # One probe name per call: ranks of a multi-GPU run (or two runs) sharing the folder probe it at the same
+            # time, and a shared name let one remove the other's probe before it could.
+            probe = self.folder / f".write_test.{os.getpid()}.{uuid.uuid4().hex}"
+            _atomic_write(probe, lambda tmp: tmp.write_bytes(b""))
+            probe.unlink()
         except OSError as error:
             raise self._not_writable(error, stored=0) from error
 

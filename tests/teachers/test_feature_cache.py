@@ -194,6 +194,27 @@ def test_cache_under_a_file_fails_before_the_teacher_runs(tmp_path):
     assert teacher.calls == 0  # nothing was computed, so nothing is lost
 
 
+def test_two_processes_probing_one_folder_at_once_both_pass(tmp_path, monkeypatch):
+    # The ranks of a multi-GPU run share the cache folder and check it at the same moment. Interleave two checks: the
+    # second runs whole between the first's probe write and its removal. A probe name shared by both let the second
+    # remove the first's probe, failing the first rank with "cannot write" (a CI failure of test_distributed.py).
+    teacher = CountingTeacher()
+    first, second = FeatureCache.for_teacher(tmp_path, teacher), FeatureCache.for_teacher(tmp_path, teacher)
+    original = cache_module._atomic_write
+    interleaved = []
+
+    def write_then_let_the_other_rank_check(path: Path, write: Any) -> None:
+        original(path, write)
+        if path.name.startswith(".write_test") and not interleaved:
+            interleaved.append(path)
+            second.check_writable()
+
+    monkeypatch.setattr(cache_module, "_atomic_write", write_then_let_the_other_rank_check)
+    first.check_writable()
+    assert interleaved, "the probe was not written through _atomic_write"
+    assert not list(first.folder.glob(".write_test*")), "a probe was left behind"
+
+
 def _read_only(monkeypatch) -> None:
     """Every write into the cache fails as in a read-only folder (a chmod would not stop root, who runs the tests)."""
 
