@@ -16,9 +16,9 @@ TAU = 0.2
 STRENGTH = LaserModelConfig().label_volume_strength
 
 
-def small_label_volume(render: str = "per_ray") -> LabelVolume:
+def small_label_volume(render: str = "per_ray", max_scale: float = LabelVolumeConfig.max_scale) -> LabelVolume:
     grid = HashGridConfig(num_levels=4, base_res=4, max_res=32, log2_hashmap_size=12)
-    return LabelVolumeConfig(grid=grid, render=render).setup(  # type: ignore[arg-type]
+    return LabelVolumeConfig(grid=grid, render=render, max_scale=max_scale).setup(  # type: ignore[arg-type]
         aabb=torch.tensor([[-1.0, -1.0, -1.0], [1.0, 1.0, 1.0]]), spatial_distortion=None, implementation="torch"
     )
 
@@ -98,6 +98,25 @@ def test_log_scale_is_capped():
     with torch.no_grad():
         label_volume.log_scale.fill_(500.0)  # exp(500) overflows float32
     assert torch.isfinite(label_volume.logit_scale())
+
+
+def test_a_lower_scale_cap_keeps_the_class_distribution_soft():
+    text, dist = F.normalize(torch.randn(3, 512), dim=-1), torch.softmax(4 * torch.randn(5, 512), dim=-1)
+    capped, default = small_label_volume(max_scale=100.0), small_label_volume()
+    with torch.no_grad():
+        capped.log_scale.fill_(20.0)
+        default.log_scale.fill_(20.0)
+    assert capped.logit_scale().item() == pytest.approx(100.0)
+    assert default.logit_scale().item() == pytest.approx(1e4)
+    torch.testing.assert_close(capped.class_logits(dist, text, TAU), 100.0 * (dist @ text.T) / TAU)
+    margin = lambda logits: (logits.max(-1).values - logits.min(-1).values).max().item()  # noqa: E731
+    assert margin(capped.class_logits(dist, text, TAU)) < margin(default.class_logits(dist, text, TAU)) / 50
+
+
+@pytest.mark.parametrize("max_scale", [0.5, 0.0, -1.0, float("inf"), float("nan")])
+def test_a_scale_cap_below_one_or_not_finite_is_refused(max_scale):
+    with pytest.raises(ValueError, match=r"--pipeline.model.label-volume.max-scale"):
+        small_label_volume(max_scale=max_scale)
 
 
 def ray_samples(num_rays: int = 5, seed: int = 0):
