@@ -91,6 +91,11 @@ class LaserModel(NerfactoModel):
                 f"--pipeline.model.self-cross-field-pull is {cfg.self_cross_field_pull}; it is a share and must lie in "
                 "[0, 1] (1 is the paper, 0 pulls the adapted teacher toward the teacher only)."
             )
+        if cfg.label_volume_loss == "reference" and not cfg.label_volume_over_rays:
+            raise ValueError(
+                "--pipeline.model.label-volume-over-rays False applies to the 'balanced' and 'detached' losses; the "
+                "'reference' loss keeps the released code's axes. Drop one of the two options."
+            )
         if cfg.predictor.segment_with_label_volume and self.label_volume is None:
             raise ValueError(
                 "--pipeline.model.predictor.segment-with-label-volume True needs the label volume, but "

@@ -89,6 +89,9 @@ class LaserModelConfig(LoadsOlderConfigs, NerfactoModelConfig):
     0.007 a confident label volume pulls with 3.9% and a fresh one with 0.7% (tests/components/test_losses.py
     measures both). 0.02 (fresh 2%, confident 11%) merged two colour-similar objects on one seed of three; 1.0 is the
     old 'mutual' loss, 35 to 180x the reference's pull, which collapsed the features (benchmarks/RESULTS.md)."""
+    label_volume_over_rays: bool = True
+    """'balanced' and 'detached' losses: also compare, for each class, its distribution over the batch's rays (the
+    reference pairs this with the per-ray comparison over classes). False keeps the per-ray comparison only."""
     self_loss_mult: float = 1.0
     """Weight w_self of the adapter's self / self-cross training loss."""
     text_aug_loss_mult: float = 0.33

@@ -87,7 +87,13 @@ def language_loss_dict(
         else:
             label_logits = label_volume.class_logits(label_distribution, class_text, cfg.tau)  # [N, C]
             classification = losses.label_volume_classification_loss(
-                label_logits, feats, class_text, cfg.tau, cfg.label_volume_loss, cfg.label_volume_strength
+                label_logits,
+                feats,
+                class_text,
+                cfg.tau,
+                cfg.label_volume_loss,
+                cfg.label_volume_strength,
+                cfg.label_volume_over_rays,
             )
         result["classification_loss"] = cfg.classification_loss_mult * classification
     return result

@@ -104,6 +104,24 @@ def test_self_cross_field_pull_reaches_the_loss(tiny_scene, monkeypatch):
     assert pulls == [0.25]
 
 
+def test_label_volume_over_rays_reaches_the_loss(tiny_scene, monkeypatch):
+    from laser_ns.components import losses
+
+    pipeline = build(tiny_scene, label_volume_over_rays=False)
+    seen = []
+    original = losses.label_volume_classification_loss
+    monkeypatch.setattr(
+        losses, "label_volume_classification_loss", lambda *a, **k: seen.append(a[-1]) or original(*a, **k)
+    )
+    train_step(pipeline, pipeline.model.schedule.phases.language_start)
+    assert seen == [False]
+
+
+def test_per_ray_only_is_refused_with_the_reference_loss(tiny_scene):
+    with pytest.raises(ValueError, match="label-volume-over-rays False"):
+        build(tiny_scene, label_volume_over_rays=False, label_volume_loss="reference")
+
+
 def test_a_field_pull_outside_zero_to_one_is_refused(tiny_scene):
     with pytest.raises(ValueError, match="self-cross-field-pull is 2.0"):
         build(tiny_scene, self_cross_field_pull=2.0)

@@ -115,6 +115,7 @@ def label_volume_classification_loss(
     tau: float = 0.2,
     mode: LabelVolumeLoss = "balanced",
     strength: float = 1.0,
+    over_rays: bool = True,
 ) -> Float[Tensor, ""]:
     """Classification with the label volume (docs/method.md#label-volume), in its clean form: proper soft
     cross-entropies.
@@ -133,6 +134,9 @@ def label_volume_classification_loss(
     - ``"detached"``: the label logits are the input and the feature distributions fixed targets; only the label
       volume (and its scale) learns, by fitting the features' distributions (times ``strength``).
 
+    ``over_rays=False`` keeps only the per-ray comparison (softmax over classes), without the per-class one over the
+    batch's rays; the per-ray term alone is then the whole loss (not halved).
+
     The reference's exact numerics are :func:`reference_classification_loss`.
     """
     if len(feats_list) == 0:
@@ -145,13 +149,14 @@ def label_volume_classification_loss(
     total = label_logits.new_zeros(())
     for feats in feats_list:
         feature_logits = cosine_scores(feats, text) / tau  # [N, C]
-        for dim in (1, 0):  # 1: over classes, per ray; 0: over rays, per class
+        dims = (1, 0) if over_rays else (1,)  # 1: over classes, per ray; 0: over rays, per class
+        for dim in dims:
             if mode == "balanced":
                 term = soft_cross_entropy(feature_logits, torch.softmax(label_logits, dim=dim), dim=dim)
             else:
                 target = torch.softmax(feature_logits.detach(), dim=dim)
                 term = soft_cross_entropy(label_logits, target, dim=dim)
-            total = total + term / 2
+            total = total + term / len(dims)
     return strength * total
 
 

@@ -146,8 +146,9 @@ def _reference_style_loss(label_logits, feats, text, tau):
     return F.cross_entropy(log_p, target)
 
 
-def _loop_loss(label_logits, feats_list, text, tau, mode):
-    """Hand-written: per ray over classes, then per class over rays, for each feature set; input and target by mode."""
+def _loop_loss(label_logits, feats_list, text, tau, mode, over_rays=True):
+    """Hand-written: per ray over classes, then per class over rays, for each feature set; input and target by mode.
+    ``over_rays=False``: the per-ray term only."""
     total = 0.0
     for feats in feats_list:
         feature_logits = (F.normalize(feats, dim=-1) @ F.normalize(text, dim=-1).T) / tau
@@ -155,7 +156,10 @@ def _loop_loss(label_logits, feats_list, text, tau, mode):
         rows, cols = range(inp.shape[0]), range(inp.shape[1])
         per_ray = [-(torch.softmax(tgt[i], 0) * torch.log_softmax(inp[i], 0)).sum() for i in rows]
         per_cls = [-(torch.softmax(tgt[:, j], 0) * torch.log_softmax(inp[:, j], 0)).sum() for j in cols]
-        total += (float(sum(per_ray) / len(per_ray)) + float(sum(per_cls) / len(per_cls))) / 2
+        if over_rays:
+            total += (float(sum(per_ray) / len(per_ray)) + float(sum(per_cls) / len(per_cls))) / 2
+        else:
+            total += float(sum(per_ray) / len(per_ray))
     return total
 
 
@@ -170,6 +174,11 @@ def test_label_volume_loss_matches_loop_and_not_the_reference_axis_misuse(mode):
     assert loss.item() == pytest.approx(_loop_loss(label_logits, feats, text, tau, mode), abs=1e-4)
     strong = label_volume_classification_loss(label_logits, feats, text, tau=tau, mode=mode, strength=0.25)
     assert strong.item() == pytest.approx(0.25 * loss.item(), rel=1e-5)
+
+    per_ray_only = label_volume_classification_loss(label_logits, feats, text, tau=tau, mode=mode, over_rays=False)
+    expected = _loop_loss(label_logits, feats, text, tau, mode, over_rays=False)
+    assert per_ray_only.item() == pytest.approx(expected, abs=1e-4)
+    assert abs(per_ray_only.item() - loss.item()) > 1e-3
 
     # The per-ray term alone, for one feature set, must not equal the reference's h-axis reading.
     ours = soft_cross_entropy(F.normalize(feats[0], dim=-1) @ text.T / tau, torch.softmax(label_logits, 1), dim=1)
