@@ -81,6 +81,7 @@ VARIANTS: dict[str, dict[str, object]] = {
     "no text augmentation": {**ALL_PARTS, "use_text_augmentation": False},
     "label volume scale cap 100": {**ALL_PARTS, "label_volume.max_scale": 100.0},
     "label volume per ray only": {**ALL_PARTS, "label_volume_over_rays": False},
+    "label volume on rendered features only": {**ALL_PARTS, "label_volume_features": "rendered"},
     "label volume only": {**dict.fromkeys(PART_SWITCHES, False), "use_label_volume": True},
     "transient attention only": {**dict.fromkeys(PART_SWITCHES, False), "use_transient_attention": True},
     "balanced patches": {"datamanager.language_patch_sampling": "balanced"},

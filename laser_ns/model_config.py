@@ -89,6 +89,9 @@ class LaserModelConfig(LoadsOlderConfigs, NerfactoModelConfig):
     0.007 a confident label volume pulls with 3.9% and a fresh one with 0.7% (tests/components/test_losses.py
     measures both). 0.02 (fresh 2%, confident 11%) merged two colour-similar objects on one seed of three; 1.0 is the
     old 'mutual' loss, 35 to 180x the reference's pull, which collapsed the features (benchmarks/RESULTS.md)."""
+    label_volume_features: Literal["all", "rendered"] = "all"
+    """Which feature sets the classification loss couples to the label volume. 'all' (the paper's): the rendered F',
+    the adapted teacher Ga and their mean, so it also moves Ga, the distillation target. 'rendered': F' only."""
     label_volume_over_rays: bool = True
     """'balanced' and 'detached' losses: also compare, for each class, its distribution over the batch's rays (the
     reference pairs this with the per-ray comparison over classes). False keeps the per-ray comparison only."""

@@ -78,6 +78,8 @@ def language_loss_dict(
         student_clip = F.normalize(restore(student), dim=-1)
         teacher_clip = F.normalize(restore(teacher_adapted), dim=-1)
         feats = [student_clip, teacher_clip, (student_clip + teacher_clip) / 2]
+        if cfg.label_volume_features == "rendered":
+            feats = [student_clip]  # the adapted teacher, the distillation target, is left alone
         if cfg.label_volume_loss == "reference":
             if patch_shape is None:
                 raise ValueError("The reference classification loss needs the language rays' patch layout.")

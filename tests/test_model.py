@@ -117,6 +117,19 @@ def test_label_volume_over_rays_reaches_the_loss(tiny_scene, monkeypatch):
     assert seen == [False]
 
 
+@pytest.mark.parametrize("features", ["all", "rendered"])
+def test_label_volume_on_rendered_features_leaves_the_adapter_alone(tiny_scene, features):
+    torch.manual_seed(0)
+    pipeline = build(tiny_scene, label_volume_features=features)
+    model = pipeline.model
+    _, loss_dict, _ = train_step(pipeline, model.schedule.phases.language_start)
+    model.zero_grad(set_to_none=True)
+    loss_dict["classification_loss"].backward()
+    adapter_grad = sum(float(p.grad.abs().sum()) for p in model.adapter.parameters() if p.grad is not None)
+    assert model.label_volume.linear.weight.grad is not None
+    assert (adapter_grad > 0) == (features == "all")
+
+
 def test_per_ray_only_is_refused_with_the_reference_loss(tiny_scene):
     with pytest.raises(ValueError, match="label-volume-over-rays False"):
         build(tiny_scene, label_volume_over_rays=False, label_volume_loss="reference")
