@@ -195,6 +195,9 @@ class QualityBenchmark:
     """Fraction of the steps that trains geometry only, before language starts (None: laser-lite's default)."""
     seed: int = 0
     """Scene, teacher-noise and training seed."""
+    train_seed: int | None = None
+    """Training seed alone (initialisation, ray and patch sampling); None: --seed. Another value retrains the same
+    scene and teacher with another random realisation, which tells a part's effect from run-to-run spread."""
     num_views: int = 30
     """Views per generated scene; four of them, spread over the sequence, are annotated."""
     width: int = 160
@@ -270,13 +273,15 @@ class QualityBenchmark:
 
     def _check_same_settings(self, report: dict[str, Any]) -> None:
         """Merged runs must be comparable: every setting that changes a score has to match."""
-        keys = ("steps", "language_start_fraction", "seed", "num_views", "width", "height", "teacher", "tile_size")
+        keys = ("steps", "language_start_fraction", "seed", "train_seed", "num_views", "width", "height", "teacher")
+        keys += ("tile_size",)
         keys += ("language_patch_size",)
         keys += ("label_noise", "boundary_mixing")
         keys += ("boundary_width_px", "depth_tolerance", "threads")
         mine = {k: str(getattr(self, k)) for k in keys}
         for run in report["runs"]:
-            theirs = {k: run["settings"].get(k) for k in keys}
+            # reports from before --train-seed existed trained with --seed
+            theirs = {k: run["settings"].get(k, "None" if k == "train_seed" else None) for k in keys}
             if theirs != mine:
                 raise SystemExit(
                     f"--merge: {self.output} holds a run with other settings ({theirs}) than this one ({mine}); "
@@ -344,7 +349,7 @@ class QualityBenchmark:
     def train(self, scene: Path, preset: str, name: str, switches: dict[str, object]):
         from laser_ns.method_configs import laser_lite_config
 
-        seed_everything(self.seed)
+        seed_everything(self.seed if self.train_seed is None else self.train_seed)
         config = copy.deepcopy(laser_lite_config())
         config.max_num_iterations = self.steps
         config.vis = "tensorboard"
