@@ -76,10 +76,10 @@ def language_loss_dict(
     # their mean (the mean of the unit features, as the reference computes it).
     if label_distribution is not None and label_volume is not None and has_classes:
         student_clip = F.normalize(restore(student), dim=-1)
-        teacher_clip = F.normalize(restore(teacher_adapted), dim=-1)
-        feats = [student_clip, teacher_clip, (student_clip + teacher_clip) / 2]
-        if cfg.label_volume_features == "rendered":
-            feats = [student_clip]  # the adapted teacher, the distillation target, is left alone
+        feats = [student_clip]  # 'rendered': the adapted teacher, the distillation target, is left alone
+        if cfg.label_volume_features == "all":
+            teacher_clip = F.normalize(restore(teacher_adapted), dim=-1)
+            feats += [teacher_clip, (student_clip + teacher_clip) / 2]
         if cfg.label_volume_loss == "reference":
             if patch_shape is None:
                 raise ValueError("The reference classification loss needs the language rays' patch layout.")

@@ -146,10 +146,10 @@ def label_volume_classification_loss(
             f"Unknown label volume loss mode {mode!r} here; choose 'balanced' or 'detached' "
             "('reference' is reference_classification_loss)."
         )
+    dims = (1, 0) if over_rays else (1,)  # 1: over classes, per ray; 0: over rays, per class
     total = label_logits.new_zeros(())
     for feats in feats_list:
         feature_logits = cosine_scores(feats, text) / tau  # [N, C]
-        dims = (1, 0) if over_rays else (1,)  # 1: over classes, per ray; 0: over rays, per class
         for dim in dims:
             if mode == "balanced":
                 term = soft_cross_entropy(feature_logits, torch.softmax(label_logits, dim=dim), dim=dim)

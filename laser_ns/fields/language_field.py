@@ -142,11 +142,8 @@ class LabelVolumeConfig(InstantiateConfig):
     max_scale: float = 1e4
     """Cap of the learned factor ``exp(log_scale)`` on the class scores (:meth:`LabelVolume.logit_scale`). At 1e4 a
     class margin of 0.01 in ``s @ T^T`` is 500 logits, so the capped label volume's distributions are one-hot; a
-    lower cap keeps them soft (100: at most about 5 logits). Must be at least 1 (the scale it starts from)."""
-
-
-MAX_LOG_SCALE = math.log(LabelVolumeConfig.max_scale)
-"""Default cap of the label volume's learned log-scale: far above any useful scale, far below float32 overflow."""
+    lower cap keeps them soft (100: at most about 5 logits); the default is far below float32 overflow. Must be at
+    least 1 (the scale it starts from)."""
 
 
 class LabelVolume(nn.Module):
