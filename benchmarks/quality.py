@@ -87,6 +87,11 @@ VARIANTS: dict[str, dict[str, object]] = {
     "balanced patches": {"datamanager.language_patch_sampling": "balanced"},
     "all parts, balanced patches": {**ALL_PARTS, "datamanager.language_patch_sampling": "balanced"},
     "tile-centre rays": {"datamanager.language_ray_jitter": False},
+    "colour-guided targets": {"datamanager.language_targets": "colour-guided"},
+    "plain, colour-guided targets": {
+        **dict.fromkeys(PART_SWITCHES, False),
+        "datamanager.language_targets": "colour-guided",
+    },
     "8 patches": {"datamanager.language_patches_per_step": 8},
     "plain, 8 patches": {**dict.fromkeys(PART_SWITCHES, False), "datamanager.language_patches_per_step": 8},
     "no label volume, no text augmentation": {

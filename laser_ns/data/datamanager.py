@@ -71,8 +71,9 @@ def teacher_view(outputs: Any, scale: float) -> LaserDataset:
 class LaserDataManagerConfig(LoadsOlderConfigs, VanillaDataManagerConfig):
     """RGB rays for the radiance field and tile rays with teacher features for the language fields."""
 
-    LEGACY: ClassVar[dict[str, object]] = {"language_ray_jitter": False}
-    """Runs saved before ``language_ray_jitter`` existed cast each tile's ray through its centre."""
+    LEGACY: ClassVar[dict[str, object]] = {"language_ray_jitter": False, "language_targets": "tile"}
+    """Runs saved before ``language_ray_jitter`` existed cast each tile's ray through its centre; runs saved before
+    ``language_targets`` existed trained on the tile's own feature."""
 
     _target: type = field(default_factory=lambda: LaserDataManager)
     dataparser: LaserDataParserConfig = field(default_factory=LaserDataParserConfig)
@@ -93,6 +94,15 @@ class LaserDataManagerConfig(LoadsOlderConfigs, VanillaDataManagerConfig):
     """Cast each tile's ray through a random point of the tile instead of its centre. The tile feature describes the
     whole tile, and the tile grid is fixed per image, so centre rays would only ever supervise one point per tile:
     jittered rays let the views' overlapping tiles pin class edges down to below a tile."""
+    language_targets: Literal["tile", "colour-guided"] = "tile"
+    """Target of each language ray. 'tile': the teacher feature of the tile the ray passes through (the reference).
+    'colour-guided': a joint-bilateral upsampling of the teacher's tiles at the ray's point: the 3x3 tiles around
+    it, weighted by distance and by how close each tile's mean colour is to the colour where the ray passes, so a
+    ray on the far side of an object edge takes the feature of the tiles that share its colour."""
+    language_guide_space_sigma: float = 1.0
+    """'colour-guided' targets: spatial width of the weights, in tiles."""
+    language_guide_colour_sigma: float = 0.1
+    """'colour-guided' targets: colour width of the weights, RGB in [0, 1]."""
     language_patch_sampling: Literal["uniform", "balanced"] = "uniform"
     """Where the crops are cut. 'uniform': random images and positions (the reference). 'balanced': the teacher's
     tiles are clustered by their features (k-means, no labels needed) and each crop is centred on a tile of a cluster
@@ -126,6 +136,7 @@ class LaserDataManager(VanillaDataManager[LaserDataset]):
         self.__dict__["teacher"] = teacher  # owned by the pipeline; not a submodule, so never saved
         self.tile_features: list[Tensor] = []
         self.tile_clusters: list[Tensor] = []  # per cluster, the [M, 3] (image, row, col) of its tiles
+        self.tile_guides: list[Tensor] = []  # 'colour-guided' targets: per image, [h*k, w*k, 3] colours, k=GUIDE_CELLS
         self.teacher_images_computed = 0  # images whose features this process computed (the others were cached)
         super().__init__(
             config, device=device, test_mode=test_mode, world_size=world_size, local_rank=local_rank, **kwargs
@@ -141,6 +152,14 @@ class LaserDataManager(VanillaDataManager[LaserDataset]):
         # only a training run needs teacher targets; eval and rendering load a checkpoint instead
         if self.teacher is not None and self.test_mode == "val":
             self.tile_features = self._teacher_features()
+            if self.config.language_targets == "colour-guided" and self.tile_features:
+                check_guide_sigmas(self.config.language_guide_space_sigma, self.config.language_guide_colour_sigma)
+                self.tile_guides = self._guide_colours()
+            elif self.config.language_targets not in ("tile", "colour-guided"):
+                raise ValueError(
+                    f"Unknown --pipeline.datamanager.language-targets {self.config.language_targets!r}; choose 'tile' "
+                    "or 'colour-guided'."
+                )
             if self.config.language_patch_sampling == "balanced" and self.tile_features:
                 self.tile_clusters = cluster_tiles(self.tile_features, self.config.language_patch_clusters)
             elif self.config.language_patch_sampling not in ("uniform", "balanced"):
@@ -206,6 +225,21 @@ class LaserDataManager(VanillaDataManager[LaserDataset]):
             f"{sizes[0][0]}x{sizes[0][1]} images (teacher_image_scale {scale} of the capture)"
         )
         return [f.to(self.device) for f in features]
+
+    def _guide_colours(self) -> list[Tensor]:
+        """Per training image, its colours averaged over a ``GUIDE_CELLS`` x ``GUIDE_CELLS`` grid of cells per teacher
+        tile (``[h*k, w*k, 3]``, on the features' device): the guide of 'colour-guided' targets. Read from the images
+        the teacher saw, resized like them to whole tiles."""
+        from rich.progress import track
+
+        teacher_images = teacher_view(self.train_dataparser_outputs, self.config.teacher_image_scale)
+        guides = []
+        for i in track(range(len(teacher_images)), description="[laser_ns] colour guides", transient=True):
+            h, w = self.tile_features[i].shape[:2]
+            image = teacher_images.get_image_float32(i)[..., :3].permute(2, 0, 1)[None]  # [1, 3, H, W]
+            cells = F.interpolate(image, size=(h * GUIDE_CELLS, w * GUIDE_CELLS), mode="area")
+            guides.append(cells[0].permute(1, 2, 0).to(self.tile_features[i].device))  # [h*k, w*k, 3]
+        return guides
 
     def _warn_if_grid_smaller_than_a_patch(self, sizes: list[tuple[int, int]], features: list[Tensor]) -> None:
         """One warning when some image's tile grid is smaller than a language patch: patches then shrink to it."""
@@ -292,7 +326,7 @@ class LaserDataManager(VanillaDataManager[LaserDataset]):
         else:
             centres = None
             image_ids = torch.randint(len(self.tile_features), (num_patches,))
-        cameras, coords, feats = [], [], []
+        cameras, coords, feats, has_signal = [], [], [], []
         for patch, image_id in enumerate(image_ids.tolist()):
             tiles = self.tile_features[image_id]  # [h, w, D]
             h, w = tiles.shape[:2]
@@ -318,11 +352,90 @@ class LaserDataManager(VanillaDataManager[LaserDataset]):
             ys = (rows.reshape(-1).float() + offset[0]) * height / h
             xs = (cols.reshape(-1).float() + offset[1]) * width / w
             coords.append(torch.stack([ys, xs], dim=-1))
-            feats.append(tiles[top : top + ph, left : left + pw].reshape(ph * pw, -1))
+            own = tiles[top : top + ph, left : left + pw].reshape(ph * pw, -1)
+            has_signal.append(valid_tiles(own))
+            if self.tile_guides:
+                config = self.config
+                feats.append(
+                    colour_guided_targets(
+                        tiles,
+                        self.tile_guides[image_id],
+                        rows.reshape(-1),
+                        cols.reshape(-1),
+                        offset.T,
+                        config.language_guide_space_sigma,
+                        config.language_guide_colour_sigma,
+                    )
+                )
+            else:
+                feats.append(own)
             cameras.append(torch.full((ph * pw, 1), image_id, dtype=torch.long, device=device))
         cameras, coords, feats = torch.cat(cameras), torch.cat(coords), torch.cat(feats).float()
-        valid = valid_tiles(feats)
+        valid = torch.cat(has_signal)  # by the ray's own tile (a guided target mixes its neighbours')
         return cameras[valid], coords[valid], feats[valid], (len(image_ids), ph, pw)
+
+
+GUIDE_CELLS = 4
+"""Colour cells per side of a teacher tile in the guide of 'colour-guided' targets: the colour under a ray is its
+cell's mean, a sixteenth of a tile (a 4-pixel cell for dense CLIP's 16-pixel tiles)."""
+
+
+def check_guide_sigmas(space_sigma: float, colour_sigma: float) -> None:
+    """Refuses widths for which the colour-guided weights are undefined, naming the option."""
+    for name, value in (("language-guide-space-sigma", space_sigma), ("language-guide-colour-sigma", colour_sigma)):
+        if not (math.isfinite(value) and value > 0):
+            raise ValueError(
+                f"--pipeline.datamanager.{name} must be a positive number, got {value}; the defaults are 1.0 (tiles) "
+                "and 0.1 (RGB in [0, 1])."
+            )
+
+
+@torch.no_grad()
+def colour_guided_targets(
+    tiles: Float[Tensor, "h w D"],
+    guide: Float[Tensor, "hk wk 3"],
+    rows: Int[Tensor, " N"],
+    cols: Int[Tensor, " N"],
+    offsets: Float[Tensor, "N 2"],
+    space_sigma: float,
+    colour_sigma: float,
+) -> Float[Tensor, "N D"]:
+    """Joint-bilateral upsampling of the teacher's tiles at ray points (the guide is the image's colours).
+
+    A ray passes through tile ``(rows, cols)`` at ``offsets`` (row, column fractions in [0, 1)). Its target is the
+    mean of the 3x3 tiles around it, each weighted by ``exp(-d^2 / 2 space_sigma^2)``, with ``d`` the distance from
+    the ray's point to the tile's centre in tiles, times ``exp(-|c - m|^2 / 2 colour_sigma^2)``, with ``c`` the
+    colour of the guide cell the ray passes through and ``m`` the tile's mean colour. Tiles outside the image or
+    without teacher signal weigh nothing; a ray whose own tile has no signal gets a zero target (dropped later).
+    """
+    h, w, _ = tiles.shape
+    cells = guide.shape[0] // h
+    tile_colours = guide.reshape(h, cells, w, cells, 3).mean(dim=(1, 3))  # [h, w, 3]
+    # colour where the ray passes: its guide cell
+    cell_rows = rows * cells + (offsets[:, 0] * cells).long().clamp(0, cells - 1)
+    cell_cols = cols * cells + (offsets[:, 1] * cells).long().clamp(0, cells - 1)
+    colour = guide[cell_rows, cell_cols]  # [N, 3]
+    point_y, point_x = rows.float() + offsets[:, 0], cols.float() + offsets[:, 1]  # in tiles
+    has_signal = valid_tiles(tiles)  # [h, w]
+    neighbours, logits = [], []
+    for dr in (-1, 0, 1):
+        for dc in (-1, 0, 1):
+            r, c = rows + dr, cols + dc
+            inside = (r >= 0) & (r < h) & (c >= 0) & (c < w)
+            r, c = r.clamp(0, h - 1), c.clamp(0, w - 1)
+            distance2 = (point_y - (r.float() + 0.5)) ** 2 + (point_x - (c.float() + 0.5)) ** 2
+            colour2 = ((colour - tile_colours[r, c]) ** 2).sum(dim=-1)
+            logit = -distance2 / (2 * space_sigma**2) - colour2 / (2 * colour_sigma**2)
+            logits.append(logit.masked_fill(~(inside & has_signal[r, c]), -math.inf))
+            neighbours.append((r, c))
+    # normalised in log space: a colour unlike every neighbour's would underflow plain exp() weights to 0 / 0
+    logits = torch.stack(logits, dim=-1)  # [N, 9]
+    logits = torch.where(has_signal[rows, cols][:, None], logits, torch.zeros_like(logits))  # no -inf-only rows
+    weights = torch.softmax(logits, dim=-1)
+    targets = tiles.new_zeros(len(rows), tiles.shape[-1], dtype=torch.float32)
+    for k, (r, c) in enumerate(neighbours):
+        targets += weights[:, k : k + 1] * tiles[r, c].float()
+    return targets * has_signal[rows, cols][:, None]  # a ray on a tile without signal keeps a zero target
 
 
 @torch.no_grad()

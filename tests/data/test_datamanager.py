@@ -245,3 +245,106 @@ def test_laser_lite_patches_are_eight_tiles_whatever_the_teachers_tile(scene_128
     torch.manual_seed(0)
     _, _, _, (patches, rows, cols) = datamanager._sample_patches()
     assert (rows, cols) == (8, 8) and patches == config.datamanager.language_patches_per_step
+
+
+def _two_colour_tiles():
+    """A 3x3-tile image, 4 cells per tile: left 1.5 tiles red with feature e0, the rest blue with feature e1; the
+    middle column straddles the edge, so its teacher feature is a half-and-half mix."""
+    from laser_ns.data.datamanager import GUIDE_CELLS
+
+    k = GUIDE_CELLS
+    guide = torch.zeros(3 * k, 3 * k, 3)
+    guide[:, : 3 * k // 2, 0] = 1.0  # red
+    guide[:, 3 * k // 2 :, 2] = 1.0  # blue
+    red, blue = torch.eye(8)[0], torch.eye(8)[1]
+    tiles = torch.stack([red, torch.nn.functional.normalize(red + blue, dim=0), blue])[None].repeat(3, 1, 1)
+    return tiles, guide, red, blue
+
+
+def test_colour_guided_targets_take_the_feature_of_the_side_the_ray_is_on():
+    from laser_ns.data.datamanager import colour_guided_targets
+
+    tiles, guide, red, blue = _two_colour_tiles()
+    rows, cols = torch.tensor([1, 1]), torch.tensor([1, 1])  # the mixed middle tile
+    offsets = torch.tensor([[0.5, 0.2], [0.5, 0.8]])  # left (red) and right (blue) half of it
+    targets = colour_guided_targets(tiles, guide, rows, cols, offsets, space_sigma=1.0, colour_sigma=0.1)
+    cos = torch.nn.functional.cosine_similarity
+    # the mixed tile's own feature is equally close to both; the guided targets pick the ray's side
+    assert cos(targets[0], red, dim=0) > 0.95 > cos(tiles[1, 1], red, dim=0)
+    assert cos(targets[1], blue, dim=0) > 0.95
+    # a wide colour sigma leaves only the spatial weights: the target is the same smooth mix on both sides
+    smooth = colour_guided_targets(tiles, guide, rows, cols, offsets, space_sigma=1.0, colour_sigma=1e3)
+    assert cos(smooth[0], red, dim=0) < 0.9 and cos(smooth[1], blue, dim=0) < 0.9
+
+
+def test_colour_guided_targets_reduce_to_the_tile_with_a_narrow_spatial_width():
+    from laser_ns.data.datamanager import colour_guided_targets
+
+    torch.manual_seed(0)
+    tiles = torch.nn.functional.normalize(torch.randn(4, 5, 16), dim=-1)
+    guide = torch.rand(16, 20, 3)
+    rows, cols = torch.randint(4, (50,)), torch.randint(5, (50,))
+    offsets = 0.25 + 0.5 * torch.rand(50, 2)  # well inside the tile
+    targets = colour_guided_targets(tiles, guide, rows, cols, offsets, space_sigma=0.05, colour_sigma=1e3)
+    torch.testing.assert_close(targets, tiles[rows, cols])
+
+
+def test_colour_guided_targets_ignore_tiles_without_signal_and_outside_the_image():
+    from laser_ns.data.datamanager import colour_guided_targets
+
+    tiles, guide, red, _ = _two_colour_tiles()
+    tiles[0, 0] = 0.0  # no signal (e.g. unlabelled)
+    rows, cols = torch.tensor([0, 0, 1]), torch.tensor([1, 0, 0])
+    offsets = torch.tensor([[0.0, 0.0], [0.5, 0.5], [0.5, 0.0]])
+    # every colour unlike every tile's: the weights must not underflow to 0/0
+    far = torch.full_like(guide, 50.0)
+    for g in (guide, far):
+        targets = colour_guided_targets(tiles, g, rows, cols, offsets, space_sigma=1.0, colour_sigma=0.01)
+        assert torch.isfinite(targets).all()
+        assert targets[1].abs().max() == 0  # its own tile has no signal: still none
+        assert targets[0].norm() > 0.5 and targets[2].norm() > 0.5
+    # the corner tile without signal gives nothing to its neighbour's target: red and mixed tiles only
+    targets = colour_guided_targets(tiles, guide, rows, cols, offsets, space_sigma=1.0, colour_sigma=0.1)
+    assert torch.nn.functional.cosine_similarity(targets[2], red, dim=0) > 0.95
+
+
+def test_datamanager_colour_guided_targets_on_a_scene(tiny_scene):
+    from laser_ns.data.datamanager import GUIDE_CELLS
+
+    config = tiny_pipeline_config(tiny_scene)
+    config.datamanager.language_targets = "colour-guided"
+    datamanager = config.setup(device="cpu", test_mode="val").datamanager
+    tiles = datamanager.tile_features
+    assert len(datamanager.tile_guides) == len(tiles)
+    h, w = tiles[0].shape[:2]
+    assert datamanager.tile_guides[0].shape == (h * GUIDE_CELLS, w * GUIDE_CELLS, 3)
+    torch.manual_seed(0)
+    cameras, coords, features, _ = datamanager._sample_patches()
+    own = []
+    dataset = datamanager.train_dataset
+    for camera, (y, x) in zip(cameras[:, 0].tolist(), coords.tolist(), strict=True):
+        tile_h = float(dataset.cameras.height[camera]) / tiles[camera].shape[0]
+        tile_w = float(dataset.cameras.width[camera]) / tiles[camera].shape[1]
+        own.append(tiles[camera][int(y // tile_h), int(x // tile_w)].float())
+    own = torch.stack(own)
+    cos = torch.nn.functional.cosine_similarity(features, own, dim=-1)
+    # the target is a mix of the tile and its neighbours: near the tile's own feature, yet not always equal to it
+    assert cos.min() > 0.8 and (cos < 0.99).any()
+
+
+@pytest.mark.parametrize(
+    ("option", "value"), [("language_guide_space_sigma", 0.0), ("language_guide_colour_sigma", -1.0)]
+)
+def test_bad_guide_sigma_is_named(tiny_scene, option, value):
+    config = tiny_pipeline_config(tiny_scene)
+    config.datamanager.language_targets = "colour-guided"
+    setattr(config.datamanager, option, value)
+    with pytest.raises(ValueError, match=option.replace("_", "-")):
+        config.setup(device="cpu", test_mode="val")
+
+
+def test_unknown_language_targets_are_refused(tiny_scene):
+    config = tiny_pipeline_config(tiny_scene)
+    config.datamanager.language_targets = "bilinear"  # type: ignore[assignment]
+    with pytest.raises(ValueError, match="language-targets"):
+        config.setup(device="cpu", test_mode="val")
