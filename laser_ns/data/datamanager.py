@@ -236,9 +236,8 @@ class LaserDataManager(VanillaDataManager[LaserDataset]):
         guides = []
         for i in track(range(len(teacher_images)), description="[laser_ns] colour guides", transient=True):
             h, w = self.tile_features[i].shape[:2]
-            image = teacher_images.get_image_float32(i)[..., :3].permute(2, 0, 1)[None]  # [1, 3, H, W]
-            cells = F.interpolate(image, size=(h * GUIDE_CELLS, w * GUIDE_CELLS), mode="area")
-            guides.append(cells[0].permute(1, 2, 0).to(self.tile_features[i].device))  # [h*k, w*k, 3]
+            image = teacher_images.get_image_float32(i)[..., :3]
+            guides.append(guide_colours(image, h, w).to(self.tile_features[i].device))
         return guides
 
     def _warn_if_grid_smaller_than_a_patch(self, sizes: list[tuple[int, int]], features: list[Tensor]) -> None:
@@ -378,6 +377,13 @@ class LaserDataManager(VanillaDataManager[LaserDataset]):
 GUIDE_CELLS = 4
 """Colour cells per side of a teacher tile in the guide of 'colour-guided' targets: the colour under a ray is its
 cell's mean, a sixteenth of a tile (a 4-pixel cell for dense CLIP's 16-pixel tiles)."""
+
+
+def guide_colours(image: Float[Tensor, "H W 3"], h: int, w: int) -> Float[Tensor, "hk wk 3"]:
+    """The colour guide of an image whose teacher grid is ``h x w`` tiles: its mean colour over ``GUIDE_CELLS`` x
+    ``GUIDE_CELLS`` cells per tile (the image resized to whole tiles, as the teacher resizes it)."""
+    cells = F.interpolate(image.permute(2, 0, 1)[None], size=(h * GUIDE_CELLS, w * GUIDE_CELLS), mode="area")
+    return cells[0].permute(1, 2, 0)  # [h*k, w*k, 3]
 
 
 def check_guide_sigmas(space_sigma: float, colour_sigma: float) -> None:
