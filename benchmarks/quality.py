@@ -66,6 +66,7 @@ VARIANTS: dict[str, dict[str, object]] = {
         **PAPER_NUMERICS,
         "centre_teacher_features": False,
         "adapter_at_inference": True,
+        "datamanager.language_targets": "tile",
     },
     "adapter at inference": {**ALL_PARTS, "adapter_at_inference": True},
     "label volume detached": {**ALL_PARTS, "label_volume_loss": "detached"},
@@ -88,6 +89,8 @@ VARIANTS: dict[str, dict[str, object]] = {
     "all parts, balanced patches": {**ALL_PARTS, "datamanager.language_patch_sampling": "balanced"},
     "tile-centre rays": {"datamanager.language_ray_jitter": False},
     "colour-guided targets": {"datamanager.language_targets": "colour-guided"},
+    "tile targets": {"datamanager.language_targets": "tile"},
+    "plain, tile targets": {**dict.fromkeys(PART_SWITCHES, False), "datamanager.language_targets": "tile"},
     "plain, colour-guided targets": {
         **dict.fromkeys(PART_SWITCHES, False),
         "datamanager.language_targets": "colour-guided",

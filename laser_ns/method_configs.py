@@ -98,6 +98,7 @@ def laser_paper_config() -> TrainerConfig:
     config = laser_config()
     config.method_name = "laser-paper"
     _set_model_options(config, PAPER_PARTS)
+    config.pipeline.datamanager.language_targets = "tile"  # the reference's targets: each tile's own feature
     return config
 
 

@@ -47,3 +47,19 @@ def test_checkpoints_with_numpy_scalars_load_safely(tmp_path):
     allow_numpy_scalars_in_checkpoints()
     loaded = torch.load(path, weights_only=True)
     assert loaded["lr"] == 0.5
+
+
+def test_language_targets_per_method():
+    # laser and laser-lite train on colour-guided targets (measured: benchmarks/RESULTS.md); laser-paper keeps the
+    # reference's tile targets, and a run saved before the option existed loads as it trained (tile targets)
+    import yaml
+
+    from laser_ns.method_configs import laser_config, laser_lite_config, laser_paper_config
+
+    assert laser_config().pipeline.datamanager.language_targets == "colour-guided"
+    assert laser_lite_config().pipeline.datamanager.language_targets == "colour-guided"
+    datamanager = laser_paper_config().pipeline.datamanager
+    assert datamanager.language_targets == "tile"
+    older = yaml.dump(laser_lite_config().pipeline.datamanager).replace("language_targets: colour-guided\n", "")
+    assert "language_targets" not in older
+    assert yaml.load(older, Loader=yaml.Loader).language_targets == "tile"

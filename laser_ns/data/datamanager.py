@@ -94,11 +94,12 @@ class LaserDataManagerConfig(LoadsOlderConfigs, VanillaDataManagerConfig):
     """Cast each tile's ray through a random point of the tile instead of its centre. The tile feature describes the
     whole tile, and the tile grid is fixed per image, so centre rays would only ever supervise one point per tile:
     jittered rays let the views' overlapping tiles pin class edges down to below a tile."""
-    language_targets: Literal["tile", "colour-guided"] = "tile"
-    """Target of each language ray. 'tile': the teacher feature of the tile the ray passes through (the reference).
-    'colour-guided': a joint-bilateral upsampling of the teacher's tiles at the ray's point: the 3x3 tiles around
-    it, weighted by distance and by how close each tile's mean colour is to the colour where the ray passes, so a
-    ray on the far side of an object edge takes the feature of the tiles that share its colour."""
+    language_targets: Literal["tile", "colour-guided"] = "colour-guided"
+    """Target of each language ray. 'colour-guided': a joint-bilateral upsampling of the teacher's tiles at the ray's
+    point: the 3x3 tiles around it, weighted by distance and by how close each tile's mean colour is to the colour
+    where the ray passes, so a ray on the far side of an object edge takes the feature of the tiles that share its
+    colour (measured sharper edges: benchmarks/RESULTS.md). 'tile': the teacher feature of the tile the ray passes
+    through, as the reference does (laser-paper)."""
     language_guide_space_sigma: float = 1.0
     """'colour-guided' targets: spatial width of the weights, in tiles."""
     language_guide_colour_sigma: float = 0.1

@@ -12,6 +12,7 @@ from tests.conftest import tiny_pipeline_config
 def test_language_rays_pass_through_their_own_tile(tiny_scene, jitter):
     config = tiny_pipeline_config(tiny_scene)
     config.datamanager.language_ray_jitter = jitter
+    config.datamanager.language_targets = "tile"  # each ray's own tile; colour-guided targets are tested below
     datamanager = config.setup(device="cpu", test_mode="val").datamanager
     torch.manual_seed(0)
     cameras, coords, features, _ = datamanager._sample_patches()
@@ -57,6 +58,7 @@ def test_tile_rays_land_on_their_tile_when_teacher_and_training_resolutions_diff
     config.datamanager.camera_res_scale_factor = camera_scale
     config.datamanager.teacher_image_scale = teacher_scale
     config.datamanager.language_patch_size = 128  # the whole grid: every tile gets a ray
+    config.datamanager.language_targets = "tile"  # a pure target is then a pure tile
     config.datamanager.cache_dir = tmp_path / "cache"
     pipeline = config.setup(device="cpu", test_mode="val")
     datamanager = pipeline.datamanager
@@ -205,6 +207,7 @@ def test_balanced_patches_see_small_objects_more_often(tiny_scene, sampling):
     config = tiny_pipeline_config(tiny_scene)
     config.datamanager.language_patch_sampling = sampling
     config.datamanager.language_patch_clusters = 2
+    config.datamanager.language_targets = "tile"  # the hand-made tiles below replace the scene's (and its guides)
     datamanager = config.setup(device="cpu", test_mode="val").datamanager
     datamanager.config.language_patch_size = 2 * datamanager.teacher.tile_size  # 2x2 tiles
     datamanager.tile_features = _blob_features(dim=datamanager.tile_features[0].shape[-1])
