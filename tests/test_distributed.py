@@ -134,17 +134,20 @@ def test_the_teacher_ran_once_per_image(runs):
 
 
 def test_one_process_with_the_same_global_batch_gives_the_same_loss_curve(runs):
-    # Different random rays, so the curves agree in trend and level, not step by step: compared as means over windows
-    # of 10 steps, within a tenth of the single run's descent (the total goes below 0: the adapter's losses are
-    # negative cosines). Measured: at most 0.055 apart on a descent of 1.3.
-    window = 10
+    # Each rank logs the loss of its half of the global batch; their mean is the global batch's loss, which the single
+    # process logs. Different random rays, so the curves agree in trend and level, not step by step: compared as
+    # means over windows of 20 steps, within 0.15 of the single run's descent (the total goes below 0: the adapter's
+    # losses are negative cosines). Colour-guided targets vary within a tile, so the curves are noisier than with tile
+    # targets: over machine seeds 0, 1 and 2 the largest gap was 0.024, 0.031 and 0.088 on descents of 0.84 to 0.90
+    # (windows of 10 steps gave gaps up to 0.14, a tenth of the descent, in a different window for each seed: noise).
+    window = 20
+    assert all(len(rank["losses"]) == STEPS for rank in runs["ranks"])
+    global_batch = [statistics.mean(step) for step in zip(*(rank["losses"] for rank in runs["ranks"]), strict=True)]
     one = [statistics.mean(runs["single"]["losses"][i : i + window]) for i in range(0, STEPS, window)]
-    tolerance = 0.1 * (max(one) - min(one))
-    for rank in runs["ranks"]:
-        assert len(rank["losses"]) == STEPS
-        two = [statistics.mean(rank["losses"][i : i + window]) for i in range(0, STEPS, window)]
-        for i, (a, b) in enumerate(zip(two, one, strict=True)):
-            assert abs(a - b) <= tolerance, f"steps {i * window}+: {a:.3f} (2 ranks) vs {b:.3f} (1 process)"
+    two = [statistics.mean(global_batch[i : i + window]) for i in range(0, STEPS, window)]
+    tolerance = 0.15 * (max(one) - min(one))
+    for i, (a, b) in enumerate(zip(two, one, strict=True)):
+        assert abs(a - b) <= tolerance, f"steps {i * window}+: {a:.3f} (2 ranks) vs {b:.3f} (1 process)"
 
 
 def test_only_rank_0_wrote_a_checkpoint_and_it_loads_in_one_process(runs):
