@@ -152,15 +152,17 @@ class LaserDataManager(VanillaDataManager[LaserDataset]):
         super().setup_train()
         # only a training run needs teacher targets; eval and rendering load a checkpoint instead
         if self.teacher is not None and self.test_mode == "val":
-            self.tile_features = self._teacher_features()
-            if self.config.language_targets == "colour-guided" and self.tile_features:
+            guided = self.config.language_targets == "colour-guided"
+            if guided:  # refused before the teacher runs
                 check_guide_sigmas(self.config.language_guide_space_sigma, self.config.language_guide_colour_sigma)
-                self.tile_guides = self._guide_colours()
-            elif self.config.language_targets not in ("tile", "colour-guided"):
+            elif self.config.language_targets != "tile":
                 raise ValueError(
                     f"Unknown --pipeline.datamanager.language-targets {self.config.language_targets!r}; choose 'tile' "
                     "or 'colour-guided'."
                 )
+            self.tile_features, guides = self._teacher_features(with_guides=guided)
+            if guided:
+                self.tile_guides = [guides[i].to(tiles.device) for i, tiles in enumerate(self.tile_features)]
             if self.config.language_patch_sampling == "balanced" and self.tile_features:
                 self.tile_clusters = cluster_tiles(self.tile_features, self.config.language_patch_clusters)
             elif self.config.language_patch_sampling not in ("uniform", "balanced"):
@@ -170,8 +172,9 @@ class LaserDataManager(VanillaDataManager[LaserDataset]):
                 )
 
     # ------------------------------------------------------------------ teacher
-    def _teacher_features(self) -> list[Tensor]:
-        """Teacher features of every training image, computed on the capture resized by ``teacher_image_scale``.
+    def _teacher_features(self, with_guides: bool = False) -> tuple[list[Tensor], dict[int, Tensor]]:
+        """Teacher features of every training image, computed on the capture resized by ``teacher_image_scale``, and
+        with ``with_guides`` each image's colour guide (:func:`guide_colours`), taken from the same decoded image.
 
         The teacher's images are read from the image files and resized exactly as nerfstudio resizes the training
         images (so with ``teacher_image_scale == camera_res_scale_factor`` they are the training images), whatever
@@ -202,10 +205,13 @@ class LaserDataManager(VanillaDataManager[LaserDataset]):
         if self.teacher.needs_labels:
             self.teacher.set_class_names(dataset.metadata["class_names"])
         cache = FeatureCache(self.config.feature_cache_dir(), self.teacher.identity())
+        guides: dict[int, Tensor] = {}
 
         def load(i: int) -> tuple[Tensor, Tensor | None]:
             image = teacher_images.get_image_float32(i)[..., :3]
             labels = teacher_images.label_map(i, size=(image.shape[0], image.shape[1])) if has_labels else None
+            if with_guides and i not in guides:  # every image is decoded here, cached or not (its key hashes it)
+                guides[i] = guide_colours(image, *self.teacher.grid_size(image.shape[0], image.shape[1]))
             return image, labels
 
         try:
@@ -225,21 +231,7 @@ class LaserDataManager(VanillaDataManager[LaserDataset]):
             f"[laser_ns] teacher features for {len(features)} images: {tuple(features[0].shape)} each, from "
             f"{sizes[0][0]}x{sizes[0][1]} images (teacher_image_scale {scale} of the capture)"
         )
-        return [f.to(self.device) for f in features]
-
-    def _guide_colours(self) -> list[Tensor]:
-        """Per training image, its colours averaged over a ``GUIDE_CELLS`` x ``GUIDE_CELLS`` grid of cells per teacher
-        tile (``[h*k, w*k, 3]``, on the features' device): the guide of 'colour-guided' targets. Read from the images
-        the teacher saw, resized like them to whole tiles."""
-        from rich.progress import track
-
-        teacher_images = teacher_view(self.train_dataparser_outputs, self.config.teacher_image_scale)
-        guides = []
-        for i in track(range(len(teacher_images)), description="[laser_ns] colour guides", transient=True):
-            h, w = self.tile_features[i].shape[:2]
-            image = teacher_images.get_image_float32(i)[..., :3]
-            guides.append(guide_colours(image, h, w).to(self.tile_features[i].device))
-        return guides
+        return [f.to(self.device) for f in features], guides
 
     def _warn_if_grid_smaller_than_a_patch(self, sizes: list[tuple[int, int]], features: list[Tensor]) -> None:
         """One warning when some image's tile grid is smaller than a language patch: patches then shrink to it."""

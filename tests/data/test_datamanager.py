@@ -335,10 +335,45 @@ def test_datamanager_colour_guided_targets_on_a_scene(tiny_scene):
     assert cos.min() > 0.8 and (cos < 0.99).any()
 
 
+def test_colour_guides_come_from_the_teacher_pass_with_no_extra_decode(tiny_scene, monkeypatch):
+    from laser_ns.data.datamanager import LaserDataset, guide_colours, teacher_view
+
+    original = LaserDataset.get_image_float32
+
+    def setup(targets):
+        decoded = []
+
+        def counting(self, image_idx):
+            decoded.append(image_idx)
+            return original(self, image_idx)
+
+        monkeypatch.setattr(LaserDataset, "get_image_float32", counting)
+        config = tiny_pipeline_config(tiny_scene)
+        config.datamanager.language_targets = targets
+        datamanager = config.setup(device="cpu", test_mode="val").datamanager
+        monkeypatch.setattr(LaserDataset, "get_image_float32", original)
+        return config, datamanager, sorted(decoded)
+
+    _, _, tile_decodes = setup("tile")
+    config, datamanager, guided_decodes = setup("colour-guided")
+    assert guided_decodes == tile_decodes  # the guides reuse the teacher pass's decode of each image
+    images = teacher_view(datamanager.train_dataparser_outputs, config.datamanager.teacher_image_scale)
+    assert len(datamanager.tile_guides) == len(datamanager.tile_features) == len(images)
+    for i, tiles in enumerate(datamanager.tile_features):
+        expected = guide_colours(images.get_image_float32(i)[..., :3], *tiles.shape[:2])
+        assert torch.equal(datamanager.tile_guides[i], expected)
+
+
 @pytest.mark.parametrize(
     ("option", "value"), [("language_guide_space_sigma", 0.0), ("language_guide_colour_sigma", -1.0)]
 )
-def test_bad_guide_sigma_is_named(tiny_scene, option, value):
+def test_bad_guide_sigma_is_named_before_the_teacher_runs(tiny_scene, option, value, monkeypatch):
+    from laser_ns.teachers.cache import FeatureCache
+
+    def fail(*args, **kwargs):
+        raise AssertionError("the teacher ran before the bad width was refused")
+
+    monkeypatch.setattr(FeatureCache, "features_for_image", fail)
     config = tiny_pipeline_config(tiny_scene)
     config.datamanager.language_targets = "colour-guided"
     setattr(config.datamanager, option, value)
