@@ -31,33 +31,23 @@ class ErrorBands:
 
     @torch.no_grad()
     def main(self) -> None:
-        from laser_ns.data.semantics import read_mask_values
-        from laser_ns.eval.evaluate import squeeze_camera
+        from laser_ns.eval.evaluate import annotated_view_outputs
         from laser_ns.eval.metrics import boundary_band, masks_from_values
         from laser_ns.runs import load_pipeline
 
         _, _, pipeline, _, _ = load_pipeline(self.config, "error_bands.py")
         model = pipeline.model
         model.eval()
-        dataset = pipeline.datamanager.eval_dataset
-        annotated = dataset.metadata["semantics"].annotated_masks
-        cameras = dataset._dataparser_outputs.cameras
+        annotated = pipeline.datamanager.eval_dataset.metadata["semantics"].annotated_masks
         names = list(model.class_names)
         wrong_in = dict.fromkeys(self.bands, 0)
         band_pixels = dict.fromkeys(self.bands, 0)
         wrong = labelled = 0
         confusion = torch.zeros(len(names), len(names), dtype=torch.long)  # [ground truth, prediction]
-        for idx in range(len(dataset)):
-            image_index = dataset.metadata["image_indices"][idx]
-            if image_index not in annotated:
-                continue
-            camera = cameras[idx : idx + 1]
-            width, height = int(camera.width[0, 0]), int(camera.height[0, 0])
-            values = torch.from_numpy(read_mask_values(annotated[image_index], names, (width, height)))
+        for _, _, values, outputs in annotated_view_outputs(pipeline, annotated):  # at the image files' size
             masks = masks_from_values(values, "3dovs")  # [C, H, W]
             has_label = masks.sum(dim=0) == 1  # exactly one class: the pixels 3D-OVS can score as right
             truth = masks.float().argmax(dim=0)
-            outputs = model.get_outputs_for_camera(squeeze_camera(camera, width, height).to(model.device))
             pred = outputs["segmentation_class"][..., 0].long().cpu()
             is_wrong = (pred != truth) & has_label
             for width_px in self.bands:

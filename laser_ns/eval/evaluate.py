@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import copy
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -104,6 +105,41 @@ def teacher_prediction(
 
 
 @torch.no_grad()
+def annotated_view_outputs(
+    pipeline, annotated: dict[int, dict[str, Path]], downscale: float = 1.0
+) -> Iterator[tuple[int, int, torch.Tensor, dict[str, torch.Tensor]]]:
+    """Renders each annotated view of ``pipeline``'s eval split at ``downscale`` of its image file's size (see the
+    module docstring), one at a time. Yields the view's dataset index, its image index, its mask values ``[C, h, w]``
+    read at that size, and the model's outputs. ``annotated`` maps image indices to their class masks' paths."""
+    model = pipeline.model
+    dataset = pipeline.datamanager.eval_dataset
+    class_names = list(model.class_names)
+    # Cameras at the image files' size: the dataset's own are rescaled by camera_res_scale_factor.
+    file_cameras = dataset._dataparser_outputs.cameras
+    for idx in range(len(dataset)):
+        image_index = dataset.metadata["image_indices"][idx]
+        if image_index not in annotated:
+            continue
+        mask_paths = annotated[image_index]
+        camera = file_cameras[idx : idx + 1]
+        full_size = int(camera.width[0, 0]), int(camera.height[0, 0])
+        mask_size = image_size(next(iter(mask_paths.values())))
+        if mask_size != full_size:
+            raise ValueError(
+                f"The masks of view {image_index} are {mask_size[0]}x{mask_size[1]} but its camera is "
+                f"{full_size[0]}x{full_size[1]}; the masks must have the image file's size."
+            )
+        width, height = scored_size(*full_size, downscale)
+        mask_values = torch.from_numpy(read_mask_values(mask_paths, class_names, (width, height)))  # [C, h, w]
+        yield (
+            idx,
+            image_index,
+            mask_values,
+            model.get_outputs_for_camera(squeeze_camera(camera, width, height).to(model.device)),
+        )
+
+
+@torch.no_grad()
 def evaluate_pipeline(
     pipeline,
     output_dir: Path | None = None,
@@ -127,8 +163,6 @@ def evaluate_pipeline(
             f"The model's classes {class_names} differ from the scene's {list(semantics.class_names)}; evaluate the "
             "checkpoint on the scene it was trained on."
         )
-    # Cameras at the image files' size: the dataset's own are rescaled by camera_res_scale_factor.
-    file_cameras = dataset._dataparser_outputs.cameras
     model.eval()
     views, teacher_views = [], []
     if score_teacher:
@@ -139,22 +173,8 @@ def evaluate_pipeline(
         teacher_images = teacher_view(dataset._dataparser_outputs, config.teacher_image_scale)
         cache = FeatureCache(config.feature_cache_dir(), pipeline.teacher.identity())
         store = cache.writable()  # a read-only cache is read, not written
-    for idx in range(len(dataset)):
-        image_index = dataset.metadata["image_indices"][idx]
-        if image_index not in annotated:
-            continue
-        mask_paths = annotated[image_index]
-        camera = file_cameras[idx : idx + 1]
-        full_size = int(camera.width[0, 0]), int(camera.height[0, 0])
-        mask_size = image_size(next(iter(mask_paths.values())))
-        if mask_size != full_size:
-            raise ValueError(
-                f"The masks of view {image_index} are {mask_size[0]}x{mask_size[1]} but its camera is "
-                f"{full_size[0]}x{full_size[1]}; the masks must have the image file's size."
-            )
-        width, height = scored_size(*full_size, downscale)
-        mask_values = torch.from_numpy(read_mask_values(mask_paths, class_names, (width, height)))  # [C, h, w]
-        outputs = model.get_outputs_for_camera(squeeze_camera(camera, width, height).to(model.device))
+    for idx, image_index, mask_values, outputs in annotated_view_outputs(pipeline, annotated, downscale):
+        height, width = mask_values.shape[1:]
         pred = outputs["segmentation_class"][..., 0].long().cpu()
         view = view_metrics(pred, mask_values, protocol)
         views.append({"image_index": image_index, **view})
