@@ -68,11 +68,17 @@ def run_tool(tool: str, main: Callable[[], T]) -> T:
         sys.exit(1)
 
 
+def write_probe(folder: Path) -> Path:
+    """A file name for testing that ``folder`` takes writes; a new one per call, so two tools or ranks probing one
+    folder at the same time never remove each other's probe."""
+    return Path(folder) / f".laser_ns_write_test.{os.getpid()}.{uuid.uuid4().hex}"
+
+
 def check_output_dir(path: Path, option: str) -> Path:
     """Creates ``path`` (an output folder given by ``option``) and checks a file can be written in it, before the
     tool renders anything; raises :class:`OutputNotWritableError` naming the option otherwise."""
     path = Path(path)
-    probe = path / f".laser_ns_write_test.{os.getpid()}.{uuid.uuid4().hex}"  # per call: two tools may share a folder
+    probe = write_probe(path)
     try:
         path.mkdir(parents=True, exist_ok=True)
         probe.write_bytes(b"")

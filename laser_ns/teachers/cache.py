@@ -26,7 +26,7 @@ from jaxtyping import Float, Int
 from torch import Tensor
 from tqdm import tqdm
 
-from laser_ns.errors import UserError
+from laser_ns.errors import UserError, write_probe
 from laser_ns.teachers.base import DenseTeacher
 
 logger = logging.getLogger(__name__)
@@ -138,9 +138,7 @@ class FeatureCache:
         """Raise :class:`CacheNotWritableError` unless entries can be stored; called before any teacher work."""
         try:
             self._ensure_folder()
-            # One probe name per call: ranks of a multi-GPU run (or two runs) sharing the folder probe it at the same
-            # time, and a shared name let one remove the other's probe before it could.
-            probe = self.folder / f".write_test.{os.getpid()}.{uuid.uuid4().hex}"
+            probe = write_probe(self.folder)  # ranks of a multi-GPU run may probe the folder at the same time
             _atomic_write(probe, lambda tmp: tmp.write_bytes(b""))
             probe.unlink()
         except OSError as error:

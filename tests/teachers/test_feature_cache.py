@@ -205,14 +205,14 @@ def test_two_processes_probing_one_folder_at_once_both_pass(tmp_path, monkeypatc
 
     def write_then_let_the_other_rank_check(path: Path, write: Any) -> None:
         original(path, write)
-        if path.name.startswith(".write_test") and not interleaved:
+        if path.name.startswith(".laser_ns_write_test") and not interleaved:
             interleaved.append(path)
             second.check_writable()
 
     monkeypatch.setattr(cache_module, "_atomic_write", write_then_let_the_other_rank_check)
     first.check_writable()
     assert interleaved, "the probe was not written through _atomic_write"
-    assert not list(first.folder.glob(".write_test*")), "a probe was left behind"
+    assert not list(first.folder.glob(".laser_ns_write_test*")), "a probe was left behind"
 
 
 def _read_only(monkeypatch) -> None:
