@@ -77,6 +77,7 @@ VARIANTS: dict[str, dict[str, object]] = {
     "no self-cross": {**ALL_PARTS, "use_self_cross": False},
     "self-cross, half field pull": {**ALL_PARTS, "self_cross_field_pull": 0.5},
     "self-cross, no field pull": {**ALL_PARTS, "self_cross_field_pull": 0.0},
+    "self-cross, fading field pull": {"self_cross_field_pull_final": 0.0},
     "no transient attention": {**ALL_PARTS, "use_transient_attention": False},
     "no label volume": {**ALL_PARTS, "use_label_volume": False},
     "no text augmentation": {**ALL_PARTS, "use_text_augmentation": False},

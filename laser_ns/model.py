@@ -86,11 +86,15 @@ class LaserModel(NerfactoModel):
         self.label_volume: LabelVolume | None = cfg.label_volume.setup(**geometry) if cfg.use_label_volume else None
         self.adapter: Adapter | None = cfg.adapter.setup(dim=self.clip_dim) if cfg.use_adapter else None
         self.centring: FeatureCentring | None = FeatureCentring(self.clip_dim) if cfg.centre_teacher_features else None
-        if not 0.0 <= cfg.self_cross_field_pull <= 1.0:
-            raise ValueError(
-                f"--pipeline.model.self-cross-field-pull is {cfg.self_cross_field_pull}; it is a share and must lie in "
-                "[0, 1] (1 is the paper, 0 pulls the adapted teacher toward the teacher only)."
-            )
+        for option, pull in (
+            ("self-cross-field-pull", cfg.self_cross_field_pull),
+            ("self-cross-field-pull-final", cfg.self_cross_field_pull_final),
+        ):
+            if pull is not None and not 0.0 <= pull <= 1.0:
+                raise ValueError(
+                    f"--pipeline.model.{option} is {pull}; it is a share and must lie in [0, 1] (1 is the paper, 0 "
+                    "pulls the adapted teacher toward the teacher only)."
+                )
         if cfg.label_volume_loss == "reference" and not cfg.label_volume_over_rays:
             raise ValueError(
                 "--pipeline.model.label-volume-over-rays False applies to the 'balanced' and 'detached' losses; the "
@@ -261,9 +265,18 @@ class LaserModel(NerfactoModel):
                 self_cross=self.schedule.self_cross(),
                 restore=self.scoring_space,
                 patch_shape=batch.get("language_patch_shape"),
+                field_pull=self.self_cross_field_pull(),
             )
         )
         return loss_dict
+
+    def self_cross_field_pull(self) -> float:
+        """Self-cross training's pull toward the field at the current step: constant, or fading linearly from the
+        switch to the run's last step when ``self_cross_field_pull_final`` is set."""
+        start, final = self.config.self_cross_field_pull, self.config.self_cross_field_pull_final
+        if final is None:
+            return start
+        return start + (final - start) * self.schedule.self_cross_progress()
 
     def get_image_metrics_and_images(
         self, outputs: dict[str, Tensor], batch: dict[str, Tensor]

@@ -109,6 +109,10 @@ class LaserModelConfig(LoadsOlderConfigs, NerfactoModelConfig):
     self_cross_field_pull: float = 1.0
     """Share of self-cross training's "teacher to field" term that pulls the adapted teacher Ga toward the field's
     own centred output sg(Fo); the rest pulls it toward the teacher's Go (components/losses.py). 1 is the paper."""
+    self_cross_field_pull_final: float | None = None
+    """The field pull at the run's last step: from the switch on, the pull moves linearly from
+    ``self_cross_field_pull`` to this (the field's average is a better target than the teacher's tiles early on, and
+    teaches the target the field's mistakes late; benchmarks/RESULTS.md). None keeps the pull constant (the paper)."""
     use_transient_attention: bool = True
     """Ablation switch: low-rank transient query attention on per-sample features."""
     use_label_volume: bool = True

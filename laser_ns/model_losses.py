@@ -30,6 +30,7 @@ def language_loss_dict(
     self_cross: bool,
     restore: Callable[[Tensor], Tensor] | None = None,
     patch_shape: tuple[int, int, int] | None = None,
+    field_pull: float | None = None,
 ) -> dict[str, Tensor]:
     """Weighted ``*_loss`` terms from the rendered features F, the teacher features G and the label distributions.
 
@@ -42,6 +43,7 @@ def language_loss_dict(
     them with text (the model's scoring space; None: the features are scored as they are).
     ``patch_shape`` is the language rays' layout ``(patches, rows, cols)``, which the reference classification loss
     needs.
+    ``field_pull`` is self-cross training's pull toward the field at this step (None: ``self_cross_field_pull``).
     """
     restore = restore or (lambda x: x)
     cfg = config
@@ -58,7 +60,11 @@ def language_loss_dict(
             # would otherwise be supervised by nothing after the switch and drift (measured: benchmarks/RESULTS.md).
             student = rendered_adapted if cfg.adapter_at_inference else rendered
             self_loss = losses.self_cross_training_loss(
-                teacher_adapted, teacher_orig, rendered_adapted, rendered_orig, cfg.self_cross_field_pull
+                teacher_adapted,
+                teacher_orig,
+                rendered_adapted,
+                rendered_orig,
+                cfg.self_cross_field_pull if field_pull is None else field_pull,
             )
         else:
             student = rendered

@@ -70,6 +70,11 @@ class Phases:
     def self_cross(self, step: int) -> bool:
         return step >= self.self_cross_start
 
+    def self_cross_progress(self, step: int) -> float:
+        """How far ``step`` is through self-cross training: 0 at the switch (and before), 1 at the run's last step."""
+        length = max(self.total_steps - 1 - self.self_cross_start, 1)
+        return min(max((step - self.self_cross_start) / length, 0.0), 1.0)
+
 
 @dataclass
 class PhaseDecaySchedulerConfig(SchedulerConfig):
@@ -206,6 +211,10 @@ class TrainingSchedule:
     def self_cross(self) -> bool:
         """Whether the adapter trains self-cross (teacher and rendered features) at the current step."""
         return self.phases.self_cross(self.step)
+
+    def self_cross_progress(self) -> float:
+        """How far the current step is through self-cross training (0 at the switch, 1 at the last step)."""
+        return self.phases.self_cross_progress(self.step)
 
     def set_step(self, step: int) -> None:
         """Moves to ``step``: freezes and unfreezes density and colour for the phase that contains it."""

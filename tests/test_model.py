@@ -104,6 +104,27 @@ def test_self_cross_field_pull_reaches_the_loss(tiny_scene, monkeypatch):
     assert pulls == [0.25]
 
 
+def test_self_cross_field_pull_fades_from_the_switch_to_the_last_step(tiny_scene, monkeypatch):
+    from laser_ns.components import losses
+
+    pipeline = build(tiny_scene, self_cross_field_pull=1.0, self_cross_field_pull_final=0.2)
+    phases = pipeline.model.schedule.phases
+    pulls = []
+    original = losses.self_cross_training_loss
+    monkeypatch.setattr(losses, "self_cross_training_loss", lambda *a: pulls.append(a[-1]) or original(*a))
+    start, last = phases.self_cross_start, phases.total_steps - 1
+    middle = (start + last) // 2
+    for step in (start, middle, last):
+        train_step(pipeline, step)
+    expected_middle = 1.0 - 0.8 * (middle - start) / (last - start)
+    assert pulls == pytest.approx([1.0, expected_middle, 0.2])
+
+
+def test_a_final_field_pull_out_of_range_is_named(tiny_scene):
+    with pytest.raises(ValueError, match="self-cross-field-pull-final is 1.5"):
+        build(tiny_scene, self_cross_field_pull_final=1.5)
+
+
 def test_label_volume_over_rays_reaches_the_loss(tiny_scene, monkeypatch):
     from laser_ns.components import losses
 
