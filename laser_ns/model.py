@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from jaxtyping import Float
 from nerfstudio.cameras.rays import RayBundle, RaySamples
-from nerfstudio.engine.callbacks import TrainingCallback, TrainingCallbackAttributes
+from nerfstudio.engine.callbacks import TrainingCallback, TrainingCallbackAttributes, TrainingCallbackLocation
 from nerfstudio.field_components.field_heads import FieldHeadNames
 from nerfstudio.model_components.losses import scale_gradients_by_distance_squared
 from nerfstudio.models.nerfacto import NerfactoModel
@@ -152,7 +152,17 @@ class LaserModel(NerfactoModel):
         return groups
 
     def get_training_callbacks(self, attributes: TrainingCallbackAttributes) -> list[TrainingCallback]:
-        return super().get_training_callbacks(attributes) + self.schedule.training_callbacks(attributes)
+        callbacks = super().get_training_callbacks(attributes) + self.schedule.training_callbacks(attributes)
+        if self.label_volume is not None:
+            label_volume = self.label_volume
+            callbacks.append(
+                TrainingCallback(
+                    where_to_run=[TrainingCallbackLocation.AFTER_TRAIN_ITERATION],
+                    update_every_num_iters=1,
+                    func=lambda step: label_volume.keep_scale_within_cap_(),
+                )
+            )
+        return callbacks
 
     # ------------------------------------------------------------------ rendering
     def get_outputs(self, ray_bundle: RayBundle) -> dict[str, Tensor]:

@@ -357,6 +357,29 @@ def test_label_volume_scale_trains_with_the_grids(pipeline):
     assert [name for name, params in groups.items() if any(p is scale for p in params)] == ["language_grids"]
 
 
+def test_label_scale_past_its_cap_is_moved_back_after_each_step_so_it_can_come_down(tiny_scene):
+    from nerfstudio.engine.callbacks import TrainingCallbackAttributes, TrainingCallbackLocation
+
+    model = build(tiny_scene).model
+    volume = model.label_volume
+    attributes = TrainingCallbackAttributes(optimizers=None, grad_scaler=None, pipeline=None, trainer=None)
+    after = [
+        c
+        for c in model.get_training_callbacks(attributes)
+        if TrainingCallbackLocation.AFTER_TRAIN_ITERATION in c.where_to_run
+    ]
+    optimizer = torch.optim.SGD([volume.log_scale], lr=0.1)
+    with torch.no_grad():
+        volume.log_scale.fill_(volume.max_log_scale + 0.5)  # where an optimizer step can leave it
+    for callback in after:
+        callback.run_callback(step=0)
+    assert volume.log_scale.item() == pytest.approx(volume.max_log_scale)
+    volume.logit_scale().backward()  # a loss that wants a smaller scale
+    assert volume.log_scale.grad.item() != 0.0
+    optimizer.step()
+    assert volume.log_scale.item() < volume.max_log_scale
+
+
 def test_checkpoint_saved_before_the_label_scale_loads(pipeline, tiny_scene):
     old = {k: v for k, v in pipeline.model.state_dict().items() if k != "label_volume.log_scale"}
     fresh = build(tiny_scene).model

@@ -225,7 +225,15 @@ class LabelVolume(nn.Module):
 
     def logit_scale(self) -> Float[Tensor, ""]:
         """The learned factor on the class scores, ``exp(log_scale)``, capped at ``LabelVolumeConfig.max_scale``."""
-        return self.log_scale.clamp(max=self.max_log_scale).exp()
+        # minimum, not clamp: at the cap itself (where keep_scale_within_cap_ leaves it) clamp's gradient is zero
+        return torch.minimum(self.log_scale, self.log_scale.new_tensor(self.max_log_scale)).exp()
+
+    @torch.no_grad()
+    def keep_scale_within_cap_(self) -> None:
+        """Moves ``log_scale`` back to the cap after an optimizer step took it past. Past the cap its gradient is
+        zero, so it would stay there even once the loss asks for a smaller scale (6000-step runs end at 1.04 times
+        the cap); at the cap :meth:`logit_scale` still passes the gradient."""
+        self.log_scale.clamp_(max=self.max_log_scale)
 
     def class_logits(
         self, distribution: Float[Tensor, "*batch D"], text: Float[Tensor, "C D"], tau: float
