@@ -275,18 +275,10 @@ class LaserModel(NerfactoModel):
                 self_cross=self.schedule.self_cross(),
                 restore=self.scoring_space,
                 patch_shape=batch.get("language_patch_shape"),
-                field_pull=self.self_cross_field_pull(),
+                self_cross_progress=self.schedule.self_cross_progress(),
             )
         )
         return loss_dict
-
-    def self_cross_field_pull(self) -> float:
-        """Self-cross training's pull toward the field at the current step: constant, or fading linearly from the
-        switch to the run's last step when ``self_cross_field_pull_final`` is set."""
-        start, final = self.config.self_cross_field_pull, self.config.self_cross_field_pull_final
-        if final is None:
-            return start
-        return start + (final - start) * self.schedule.self_cross_progress()
 
     def get_image_metrics_and_images(
         self, outputs: dict[str, Tensor], batch: dict[str, Tensor]

@@ -30,7 +30,7 @@ def language_loss_dict(
     self_cross: bool,
     restore: Callable[[Tensor], Tensor] | None = None,
     patch_shape: tuple[int, int, int] | None = None,
-    field_pull: float | None = None,
+    self_cross_progress: float = 0.0,
 ) -> dict[str, Tensor]:
     """Weighted ``*_loss`` terms from the rendered features F, the teacher features G and the label distributions.
 
@@ -43,7 +43,8 @@ def language_loss_dict(
     them with text (the model's scoring space; None: the features are scored as they are).
     ``patch_shape`` is the language rays' layout ``(patches, rows, cols)``, which the reference classification loss
     needs.
-    ``field_pull`` is self-cross training's pull toward the field at this step (None: ``self_cross_field_pull``).
+    ``self_cross_progress`` is how far the step is through self-cross training (0 at the switch, 1 at the last step);
+    the pull toward the field fades with it when ``self_cross_field_pull_final`` is set.
     """
     restore = restore or (lambda x: x)
     cfg = config
@@ -64,7 +65,7 @@ def language_loss_dict(
                 teacher_orig,
                 rendered_adapted,
                 rendered_orig,
-                cfg.self_cross_field_pull if field_pull is None else field_pull,
+                self_cross_field_pull(cfg, self_cross_progress),
             )
         else:
             student = rendered
@@ -105,3 +106,10 @@ def language_loss_dict(
             )
         result["classification_loss"] = cfg.classification_loss_mult * classification
     return result
+
+
+def self_cross_field_pull(config: LaserModelConfig, progress: float) -> float:
+    """Self-cross training's pull toward the field ``progress`` of the way from the switch (0) to the last step (1):
+    ``self_cross_field_pull`` throughout, or fading linearly to ``self_cross_field_pull_final`` when that is set."""
+    start, final = config.self_cross_field_pull, config.self_cross_field_pull_final
+    return start if final is None else start + (final - start) * progress

@@ -231,8 +231,8 @@ class LabelVolume(nn.Module):
     @torch.no_grad()
     def keep_scale_within_cap_(self) -> None:
         """Moves ``log_scale`` back to the cap after an optimizer step took it past. Past the cap its gradient is
-        zero, so it would stay there even once the loss asks for a smaller scale (6000-step runs end at 1.04 times
-        the cap); at the cap :meth:`logit_scale` still passes the gradient."""
+        zero, so it would stay there even once the loss asks for a smaller scale (6000-step runs ended at up to
+        1.05 times the cap); at the cap :meth:`logit_scale` still passes the gradient."""
         self.log_scale.clamp_(max=self.max_log_scale)
 
     def class_logits(
