@@ -27,12 +27,11 @@ import argparse
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from nerfstudio.utils.eval_utils import eval_setup
 from torch import Tensor
 
 from laser_ns.components import losses
-from laser_ns.components.adapter import Adapter, AdapterConfig, sinusoidal_position_embedding
+from laser_ns.components.adapter import Adapter, AdapterConfig
 from laser_ns.components.relevancy import cosine_scores
 from laser_ns.model_config import PAPER_NUMERICS
 
@@ -117,12 +116,7 @@ class Diagnosis:
         spreads = []
         for _ in range(batches):
             _, _, feats, _ = self.dm._sample_patches()
-            x = self.model.teacher_targets(feats)
-            if adapter.config.input_norm is not None:
-                x = adapter.config.input_norm * F.normalize(x, dim=-1)
-            z = x + adapter.position_scale * sinusoidal_position_embedding(len(x), adapter.dim)
-            scale = adapter.to_q.out_features**-0.5 if adapter.config.scaled_attention else 1.0
-            weights = torch.softmax(adapter.to_q(z) @ adapter.to_k(z).T * scale, dim=-1)
+            weights = adapter.attention_weights(self.model.teacher_targets(feats))
             spreads.append(torch.exp(-(weights * weights.clamp_min(1e-12).log()).sum(-1)).mean())
         return float(torch.stack(spreads).mean())
 

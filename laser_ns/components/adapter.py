@@ -114,6 +114,26 @@ class Adapter(nn.Module):
             ema.copy_(torch.where(self.num_updates == 0, batch_mean, blended))
         return ema.to(values.dtype)
 
+    @property
+    def attention_scale(self) -> float:
+        """Multiplier of the attention logits: 1/sqrt(attn_dim), or 1 without ``scaled_attention`` (the reference's
+        plain q k^T)."""
+        return self.to_q.out_features**-0.5 if self.config.scaled_attention else 1.0
+
+    def tokens(self, x: Float[Tensor, "N dim"]) -> tuple[Float[Tensor, "N dim"], Float[Tensor, "N dim"]]:
+        """The rows as the adapter reads them (rescaled to ``input_norm`` when it is set), and the attention's input:
+        those rows with the positional table added."""
+        if self.config.input_norm is not None:
+            x = self.config.input_norm * F.normalize(x, dim=-1)
+        table = sinusoidal_position_embedding(x.shape[0], self.dim, device=x.device, dtype=x.dtype)
+        return x, x + self.position_scale * table
+
+    @torch.no_grad()
+    def attention_weights(self, x: Float[Tensor, "N dim"]) -> Float[Tensor, "N N"]:
+        """The attention's N x N weights over the rows of ``x``, which :meth:`forward` never stores (diagnostics)."""
+        _, z = self.tokens(x)
+        return torch.softmax(self.to_q(z) @ self.to_k(z).T * self.attention_scale, dim=-1)
+
     def forward(self, x: Float[Tensor, "N dim"]) -> tuple[Float[Tensor, "N dim"], Float[Tensor, "N dim"]]:
         """Adapts the N rows of `x` jointly; returns the centred input and the adapted features."""
         n = x.shape[0]
@@ -127,19 +147,15 @@ class Adapter(nn.Module):
             # An empty set has no mean; leave the EMAs untouched.
             return x - self.orig_centre.to(x.dtype), x - self.adapted_centre.to(x.dtype)
 
-        if self.config.input_norm is not None:
-            x = self.config.input_norm * F.normalize(x, dim=-1)
+        x, z = self.tokens(x)
 
         # Centred input.
         x_orig = x - self._centre(self.orig_centre, x)
 
-        # Single-head attention across the rows, on positionally tagged raw features.
-        z = x + self.position_scale * sinusoidal_position_embedding(n, self.dim, device=x.device, dtype=x.dtype)
+        # Single-head attention across the rows, on positionally tagged raw features; the fused kernel avoids
+        # storing the N x N weights where the backend allows.
         q, k, v = self.to_q(z), self.to_k(z), self.to_v(z)  # [N, attn_dim] each
-        # 1/sqrt(attn_dim) scaling unless scaled_attention is off (the reference's plain q k^T); the fused kernel
-        # avoids storing the N x N weights where the backend allows.
-        scale = None if self.config.scaled_attention else 1.0
-        attended = F.scaled_dot_product_attention(q[None], k[None], v[None], scale=scale)[0]  # [N, attn_dim]
+        attended = F.scaled_dot_product_attention(q[None], k[None], v[None], scale=self.attention_scale)[0]
         u = self.out_proj(attended)  # [N, dim]
 
         # Residual MLP, blend with the centred input, centre again.

@@ -53,6 +53,27 @@ def test_matches_naive_reference_in_eval_mode():
     torch.testing.assert_close(x_adapted, ref_adapted)
 
 
+@pytest.mark.parametrize("scaled_attention", [True, False])
+def test_attention_weights_are_those_the_forward_pass_applies(scaled_attention):
+    """attention_weights (for diagnostics) times the values is what forward hands to out_proj, with either scaling
+    and with the input rescaled to input_norm."""
+    torch.manual_seed(0)
+    config = AdapterConfig(attn_dim=4, hidden_dim=8, input_norm=3.0, scaled_attention=scaled_attention)
+    adapter = config.setup(dim=16).double().eval()
+    x = torch.randn(10, 16, dtype=torch.float64)
+    seen = []
+    adapter.out_proj.register_forward_hook(lambda module, inputs, output: seen.append(inputs[0]))
+    adapter(x)
+    weights = adapter.attention_weights(x)
+    torch.testing.assert_close(weights.sum(dim=-1), torch.ones(10, dtype=torch.float64))
+    _, z = adapter.tokens(x)
+    torch.testing.assert_close(weights @ adapter.to_v(z), seen[0])
+    naive = torch.softmax(
+        (z @ adapter.to_q.weight.T) @ (z @ adapter.to_k.weight.T).T / (2.0 if scaled_attention else 1.0), dim=-1
+    )
+    torch.testing.assert_close(weights, naive)
+
+
 def test_training_updates_ema_before_use():
     torch.manual_seed(0)
     adapter = AdapterConfig(attn_dim=4, hidden_dim=8).setup(dim=16).double().train()
