@@ -97,6 +97,21 @@ VARIANTS: dict[str, dict[str, object]] = {
         "datamanager.language_targets": "colour-guided",
     },
     "8 patches": {"datamanager.language_patches_per_step": 8},
+    # capacity and learning rates at the benchmark's budget (RESULTS.md, "What does not move textured")
+    "48 samples per ray": {"num_nerf_samples_per_ray": 48},
+    "language hash tables 2^17": {
+        "language_field.grid.log2_hashmap_size": 17,
+        "label_volume.grid.log2_hashmap_size": 17,
+    },
+    "language hash tables 2^19": {
+        "language_field.grid.log2_hashmap_size": 19,
+        "label_volume.grid.log2_hashmap_size": 19,
+    },
+    "language grid lr 0.05": {"optimizers.language_grids.lr": 0.05},
+    "language grid lr 0.05, network lr 3e-3": {
+        "optimizers.language_grids.lr": 0.05,
+        "optimizers.language_networks.lr": 3e-3,
+    },
     "plain, 8 patches": {**dict.fromkeys(PART_SWITCHES, False), "datamanager.language_patches_per_step": 8},
     "no label volume, no text augmentation": {
         **ALL_PARTS,
@@ -121,8 +136,9 @@ VARIANTS: dict[str, dict[str, object]] = {
 }
 """Variants on laser-lite's defaults. "none (plain distillation)" is centred dense-CLIP distillation without the
 paper's parts; "defaults" is laser-lite as shipped. "all parts" adds every part; the "no ..." ablations remove one from
-it; "paper" is laser-paper's model (raw features, adapter(F) scored, the reference's numerics). A key with a
-"datamanager.", "predictor.", "adapter." or "transient_attention." prefix sets that part's option."""
+it; "paper" is laser-paper's model (raw features, adapter(F) scored, the reference's numerics). A dotted key sets a
+part's option ("adapter.input_norm", "language_field.grid.max_res"); "datamanager." keys set the datamanager's, and
+"optimizers.<group>.lr" a parameter group's learning rate."""
 
 DEFAULT_SCENES = ["tabletop", "similar_colors", "thin_parts", "occlusion", "textured"]
 """Forward-facing presets, like the 3D-OVS scenes."""
@@ -387,7 +403,14 @@ class QualityBenchmark:
         datamanager_options = {k: v for k, v in switches.items() if k.startswith("datamanager.")}
         for key, value in datamanager_options.items():
             setattr(config.pipeline.datamanager, key.removeprefix("datamanager."), value)
-        set_model_options(config.pipeline.model, {k: v for k, v in switches.items() if k not in datamanager_options})
+        optimizer_options = {k: v for k, v in switches.items() if k.startswith("optimizers.")}
+        for key, value in optimizer_options.items():
+            _, group, name = key.split(".")
+            setattr(config.optimizers[group]["optimizer"], name, value)
+        set_model_options(
+            config.pipeline.model,
+            {k: v for k, v in switches.items() if k not in datamanager_options and k not in optimizer_options},
+        )
         config.save_config()  # so `laser-eval --load-config <run>/config.yml` works on every benchmark run
         trainer = config.setup(local_rank=0, world_size=1)
         trainer.setup()

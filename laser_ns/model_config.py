@@ -203,11 +203,15 @@ adapter(F) (docs/method.md)."""
 
 
 def set_model_options(model, options: dict[str, object]) -> None:
-    """Sets model options by name; "adapter.", "transient_attention.", "predictor." and "label_volume." prefixes set
-    that part's option. An unknown name is refused."""
+    """Sets model options by name; a dotted name sets a part's option ("adapter.input_norm",
+    "language_field.grid.log2_hashmap_size"). An unknown name is refused."""
     for key, value in options.items():
-        part, _, name = key.rpartition(".")
-        target = getattr(model, part) if part else model
+        *parts, name = key.split(".")
+        target = model
+        for part in parts:
+            if not hasattr(target, part):
+                raise ValueError(f"{key!r} names no option of {type(target).__name__} ({part!r}).")
+            target = getattr(target, part)
         if not hasattr(target, name):
             raise ValueError(f"{key!r} names no option of {type(target).__name__}.")
         setattr(target, name, value)

@@ -157,3 +157,17 @@ def test_laser_train_refuses_a_dataparser_subcommand_as_ns_train_does(capsys):
     assert code == 2 and "Unrecognized options: laser-data" in ns_train
     code, ours = _exit_text(capsys, lambda: parse_args(preset_config("bed"), args, prog="laser-train bed"))
     assert code == 2 and "Unrecognized options: laser-data" in ours
+
+
+def test_model_options_reach_nested_parts_and_unknown_names_are_refused():
+    from laser_ns.method_configs import laser_lite_config
+    from laser_ns.model_config import set_model_options
+
+    model = laser_lite_config().pipeline.model
+    set_model_options(model, {"use_adapter": False, "adapter.input_norm": 10.0, "language_field.grid.max_res": 128})
+    assert model.use_adapter is False and model.adapter.input_norm == 10.0
+    assert model.language_field.grid.max_res == 128
+    with pytest.raises(ValueError, match=r"'language_field\.gird\.max_res'.*'gird'"):
+        set_model_options(model, {"language_field.gird.max_res": 64})
+    with pytest.raises(ValueError, match=r"'adapter\.input_nrom' names no option of AdapterConfig"):
+        set_model_options(model, {"adapter.input_nrom": 1.0})
