@@ -36,6 +36,7 @@ from laser_ns.fields.language_rendering import render_language
 from laser_ns.model_config import LaserModelConfig
 from laser_ns.model_losses import language_loss_dict
 from laser_ns.predictor import LanguagePredictor
+from laser_ns.teachers.base import valid_tiles
 
 _MOVED_TO_PREDICTOR = ("class_text", "class_text_aug", "class_colors", "negative_text")
 """Buffers that checkpoints written before the predictor existed hold at the model's top level."""
@@ -246,6 +247,14 @@ class LaserModel(NerfactoModel):
     def teacher_targets(self, teacher: Float[Tensor, "N D"]) -> Float[Tensor, "N D"]:
         """The distillation targets of teacher features: centred when ``centre_teacher_features``."""
         return teacher if self.centring is None else self.centring.centre(teacher)
+
+    def teacher_in_scoring_space(self, teacher: Float[Tensor, "*batch D"]) -> Float[Tensor, "*batch D"]:
+        """Teacher features where this run scores text against its own rendered features (its distillation target,
+        then :meth:`scoring_space`): the teacher's 2D segmentation scored like for like with the run's. Tiles
+        without signal stay zero (no class)."""
+        rows = teacher.reshape(-1, teacher.shape[-1])
+        scored = self.scoring_space(self.teacher_targets(rows))
+        return torch.where(valid_tiles(rows)[:, None], scored, torch.zeros_like(scored)).reshape(teacher.shape)
 
     # ------------------------------------------------------------------ losses and metrics
     def get_metrics_dict(self, outputs, batch) -> dict[str, Tensor]:

@@ -28,6 +28,7 @@ def planned(monkeypatch, tmp_path: Path):
             names = ["wall", "red apple"]
             metrics = {"miou": 0.7, "accuracy": 0.9, "views": [0, 1], "class_names": names}
             metrics["teacher"] = {"miou": 0.5, "accuracy": 0.8}
+            metrics["teacher_in_run_space"] = {"miou": 0.6, "accuracy": 0.85}
             (out / "metrics.json").write_text(json.dumps(metrics))
         return 1.0
 

@@ -387,3 +387,21 @@ def test_checkpoint_saved_before_the_label_scale_loads(pipeline, tiny_scene):
         fresh.label_volume.log_scale.fill_(2.0)
     fresh.load_state_dict(old)  # strict: the missing scale is filled in with the old behaviour (1/tau)
     assert fresh.label_volume.log_scale.item() == 0.0
+
+
+@pytest.mark.parametrize("score_space", ["centred", "clip"])
+def test_teacher_in_scoring_space_maps_tiles_as_the_run_maps_its_features(tiny_scene, score_space):
+    """The like-for-like teacher baseline: a tile feature goes where the run's rendered features are scored (its
+    centred target, restored to CLIP's space with score_space 'clip'); a tile without signal stays zero."""
+    model = build(tiny_scene, score_space=score_space).model
+    assert model.centring is not None and model.centring.mean.abs().sum() > 0  # fitted on the scene's tiles
+    tiles = torch.nn.functional.normalize(torch.randn(3, 4, model.predictor.dim), dim=-1)
+    tiles[0, 0] = 0.0
+    mapped = model.teacher_in_scoring_space(tiles)
+    assert mapped.shape == tiles.shape and mapped[0, 0].abs().max() == 0
+    expected = model.centring.centre(tiles[1])
+    if score_space == "clip":
+        expected = model.centring.restore(expected)
+    torch.testing.assert_close(mapped[1], expected)
+    plain = build(tiny_scene, centre_teacher_features=False).model
+    torch.testing.assert_close(plain.teacher_in_scoring_space(tiles[1]), tiles[1])  # no centring: the teacher as is

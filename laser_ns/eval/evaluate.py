@@ -89,19 +89,26 @@ def squeeze_camera(camera: Cameras, width: int, height: int) -> Cameras:
 @torch.no_grad()
 def teacher_prediction(
     pipeline, teacher_images, idx: int, width: int, height: int, cache: Any, store: bool
-) -> torch.Tensor:
+) -> tuple[torch.Tensor, torch.Tensor]:
     """The teacher's own 2D segmentation of eval image ``idx`` at ``width x height``: each tile's closest class
-    (nearest back to pixels). ``teacher_images`` is the eval dataset as the teacher sees it in training
-    (``teacher_image_scale`` of the files); ``cache`` (a FeatureCache) is the training's: a view it holds is not
-    computed again, and a computed one is stored when ``store``."""
+    (nearest back to pixels), with the tiles scored in CLIP's space (as dense CLIP is used by itself) and in the run's
+    scoring space (``LaserModel.teacher_in_scoring_space``: centred like the run's features, for a like-for-like
+    comparison). ``teacher_images`` is the eval dataset as the teacher sees it in training (``teacher_image_scale``
+    of the files); ``cache`` (a FeatureCache) is the training's: a view it holds is not computed again, and a
+    computed one is stored when ``store``."""
     from laser_ns.eval.consistency import teacher_segmentation
 
     teacher = pipeline.teacher  # a label-map teacher got the scene's class names when the pipeline was built
+    model = pipeline.model
     image = teacher_images.get_image_float32(idx)[..., :3]
     labels = teacher_images.label_map(idx, size=(image.shape[0], image.shape[1])) if teacher.needs_labels else None
-    features = cache.features_for_image(teacher, image, labels, store=store).to(teacher.device)
-    text = pipeline.model.predictor.class_text.to(features.device)
-    return teacher_segmentation(features.float(), text.float(), height, width).cpu()
+    features = cache.features_for_image(teacher, image, labels, store=store).float().to(model.device)
+    text = model.predictor.class_text.float().to(model.device)
+    in_run_space = model.teacher_in_scoring_space(features)
+    return (
+        teacher_segmentation(features, text, height, width).cpu(),
+        teacher_segmentation(in_run_space, text, height, width).cpu(),
+    )
 
 
 @torch.no_grad()
@@ -149,7 +156,8 @@ def evaluate_pipeline(
 ) -> dict[str, Any]:
     """mIoU / accuracy over the annotated views of ``pipeline``'s eval split under ``protocol`` (see the module
     docstring), at ``downscale`` of the image files' size; optionally writes images + JSON. With ``score_teacher``,
-    ``result["teacher"]`` scores the teacher's own 2D segmentation of the same views by the same rules."""
+    ``result["teacher"]`` scores the teacher's own 2D segmentation of the same views by the same rules, and
+    ``result["teacher_in_run_space"]`` the same tiles scored in the run's space (see :func:`teacher_prediction`)."""
     check_protocol(protocol)
     model = pipeline.model
     dataset = pipeline.datamanager.eval_dataset
@@ -164,7 +172,7 @@ def evaluate_pipeline(
             "checkpoint on the scene it was trained on."
         )
     model.eval()
-    views, teacher_views = [], []
+    views, teacher_views, teacher_run_views = [], [], []
     if score_teacher:
         from laser_ns.data.datamanager import teacher_view
         from laser_ns.teachers.cache import FeatureCache
@@ -179,8 +187,11 @@ def evaluate_pipeline(
         view = view_metrics(pred, mask_values, protocol)
         views.append({"image_index": image_index, **view})
         if score_teacher:
-            teacher_pred = teacher_prediction(pipeline, teacher_images, idx, width, height, cache, store)
+            teacher_pred, teacher_run_pred = teacher_prediction(
+                pipeline, teacher_images, idx, width, height, cache, store
+            )
             teacher_views.append(view_metrics(teacher_pred, mask_values, protocol))
+            teacher_run_views.append(view_metrics(teacher_run_pred, mask_values, protocol))
         if output_dir is not None:
             masks = masks_from_values(mask_values, protocol).permute(1, 2, 0)  # [h, w, C]
             colors = model.predictor.class_colors.cpu()
@@ -201,13 +212,14 @@ def evaluate_pipeline(
         "downscale": downscale,
         "protocol": protocol,
     }
-    if teacher_views:
-        teacher_summary = aggregate(teacher_views)
-        result["teacher"] = {
-            "miou": teacher_summary["miou"],
-            "accuracy": teacher_summary["accuracy"],
-            "per_class_iou": iou_by_class(class_names, teacher_summary["iou_per_class"]),
-        }
+    for key, scored in (("teacher", teacher_views), ("teacher_in_run_space", teacher_run_views)):
+        if scored:
+            teacher_summary = aggregate(scored)
+            result[key] = {
+                "miou": teacher_summary["miou"],
+                "accuracy": teacher_summary["accuracy"],
+                "per_class_iou": iou_by_class(class_names, teacher_summary["iou_per_class"]),
+            }
     if output_dir is not None:
         (output_dir / "metrics.json").write_text(json.dumps(result, indent=2))
     return result
@@ -229,7 +241,8 @@ class EvaluateLaser:
     both skipped."""
     score_teacher: bool = False
     """Also score the teacher's own 2D segmentation of the same views (its tiles' closest classes), to show what 3D
-    fusion added. Runs the teacher on each annotated view (needs its weights for dense CLIP)."""
+    fusion added: in CLIP's space, and in the run's scoring space (centred like the run's features: the like-for-like
+    baseline). Runs the teacher on each annotated view (needs its weights for dense CLIP)."""
 
     def main(self) -> None:
         from laser_ns.errors import check_output_dir
@@ -249,15 +262,22 @@ def print_result(result: dict[str, Any]) -> None:
         f"mIoU {100 * result['miou']:.1f}  accuracy {100 * result['accuracy']:.1f}  "
         f"({result.get('protocol', DEFAULT_PROTOCOL)} protocol, downscale {result['downscale']})"
     )
-    teacher = result.get("teacher")
+    teacher, in_run_space = result.get("teacher"), result.get("teacher_in_run_space")
     if teacher is not None:
         CONSOLE.print(f"teacher's own 2D: mIoU {100 * teacher['miou']:.1f}  accuracy {100 * teacher['accuracy']:.1f}")
-    CONSOLE.print(f"  {'class':>24s}  Laser 3D" + ("  teacher 2D" if teacher is not None else ""))
+    if in_run_space is not None:
+        CONSOLE.print(
+            f"teacher's 2D scored in the run's space (like for like): mIoU {100 * in_run_space['miou']:.1f}  "
+            f"accuracy {100 * in_run_space['accuracy']:.1f}"
+        )
+    columns = [("teacher 2D", teacher), ("in run space", in_run_space)]
+    columns = [(title, scores) for title, scores in columns if scores is not None]
+    CONSOLE.print(f"  {'class':>24s}  Laser 3D" + "".join(f"  {title:>12s}" for title, _ in columns))
     for name, iou in result["per_class_iou"].items():
         line = f"  {name:>24s}: " + ("  absent" if iou is None else f"{100 * iou:8.1f}")
-        if teacher is not None:
-            other = teacher["per_class_iou"][name]
-            line += "      absent" if other is None else f"  {100 * other:10.1f}"
+        for _, scores in columns:
+            other = scores["per_class_iou"][name]
+            line += f"  {'absent':>12s}" if other is None else f"  {100 * other:12.1f}"
         CONSOLE.print(line)
 
 

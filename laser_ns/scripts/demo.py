@@ -132,6 +132,12 @@ class Demo:
             f"its teacher's own 2D segmentation of the same views: mIoU {100 * teacher['miou']:.1f}  "
             f"accuracy {100 * teacher['accuracy']:.1f} (simulated dense CLIP)"
         )
+        like_for_like = metrics.get("teacher_in_run_space")
+        if like_for_like is not None:
+            CONSOLE.print(
+                f"the same tiles scored the way Laser scores its features (centred): mIoU "
+                f"{100 * like_for_like['miou']:.1f}  accuracy {100 * like_for_like['accuracy']:.1f}"
+            )
         CONSOLE.print("colours: " + legend_markup(metrics["class_names"]))
         CONSOLE.print(f"segmented video: {video}")
         CONSOLE.print(f"side-by-side views (RGB | prediction | ground truth): {out / 'eval'}")

@@ -346,3 +346,25 @@ def test_score_teacher_scores_the_teachers_own_2d_segmentation(tiny_scene):
     assert result["teacher"]["miou"] < 0.9
     assert set(result["teacher"]["per_class_iou"]) == set(result["per_class_iou"])
     assert "teacher" not in evaluate_pipeline(pipeline)
+
+
+def test_score_teacher_also_scores_it_in_the_runs_space(tiny_scene, capsys):
+    """--score-teacher reports the teacher twice: in CLIP's space and where the run scores its own features. Without
+    centring both are the same segmentation; with it, a second, like-for-like column is printed."""
+    from laser_ns.eval.evaluate import print_result
+    from tests.conftest import tiny_pipeline_config
+
+    config = tiny_pipeline_config(tiny_scene)
+    config.label_teacher.tile_size = 16
+    config.label_teacher.label_noise = 0.5
+    config.model.centre_teacher_features = False
+    result = evaluate_pipeline(config.setup(device="cpu", test_mode="test"), score_teacher=True)
+    assert result["teacher_in_run_space"] == result["teacher"]
+
+    config.model.centre_teacher_features = True
+    result = evaluate_pipeline(config.setup(device="cpu", test_mode="test"), score_teacher=True)
+    assert set(result["teacher_in_run_space"]["per_class_iou"]) == set(result["per_class_iou"])
+    assert 0.0 < result["teacher_in_run_space"]["miou"] <= 1.0
+    print_result(result)
+    out = capsys.readouterr().out
+    assert "scored in the run's space (like for like): mIoU" in out and "in run space" in out
