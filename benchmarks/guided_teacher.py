@@ -8,6 +8,11 @@ does per tile. It reads the scenes and teacher caches a ``quality.py --workdir``
 scene (nerfstudio's ``eval_setup``).
 
     python benchmarks/guided_teacher.py --configs /tmp/work/runs/*/*/laser-lite/quality/config.yml --output report.json
+
+Each is scored twice: in CLIP's space (the teacher's features against the class texts, the teacher 2D column of
+``quality.py``), and in the run's scoring space (``run_space_nearest``, ``run_space_guided``): the same features
+mapped as the run maps its own before scoring (``LaserModel.teacher_in_scoring_space``: centred by the scene's mean
+feature, for a centred run). The second is the like-for-like 2D baseline.
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ class GuidedTeacher:
     configs: list[Path]
     """config.yml of saved laser runs (one per scene; the teacher is the one each run trained with)."""
     output: Path | None = None
-    """JSON report (per run: nearest and colour-guided mIoU and per-class IoU)."""
+    """JSON report (per run: nearest and colour-guided mIoU and per-class IoU, in CLIP's and the run's space)."""
     space_sigma: float = 1.0
     """Spatial width of the guided weights, in tiles (the datamanager's default)."""
     colour_sigma: float = 0.1
@@ -37,7 +42,7 @@ class GuidedTeacher:
     def main(self) -> None:
         report = {str(path): self.score(path) for path in self.configs}
         for path, result in report.items():
-            print(f"{path}: nearest {100 * result['nearest']['miou']:.1f}, guided {100 * result['guided']['miou']:.1f}")
+            print(f"{path}: " + ", ".join(f"{key} {100 * value['miou']:.1f}" for key, value in result.items()))
         if self.output is not None:
             self.output.write_text(json.dumps(report, indent=2))
 
@@ -58,7 +63,12 @@ class GuidedTeacher:
         config = pipeline.datamanager.config
         images = teacher_view(dataset._dataparser_outputs, config.teacher_image_scale)
         cache = FeatureCache(config.feature_cache_dir(), pipeline.teacher.identity())
-        views: dict[str, list] = {"nearest": [], "guided": []}
+        views: dict[str, list] = {"nearest": [], "guided": [], "run_space_nearest": [], "run_space_guided": []}
+        model = pipeline.model
+
+        def in_run_space(features: torch.Tensor) -> torch.Tensor:
+            return model.teacher_in_scoring_space(features.to(model.device)).cpu()
+
         for idx in range(len(dataset)):
             image_index = dataset.metadata["image_indices"][idx]
             if image_index not in annotated:
@@ -86,6 +96,10 @@ class GuidedTeacher:
             guided_pred = (F.normalize(guided, dim=-1) @ text.T).argmax(dim=-1).reshape(height, width)
             views["guided"].append(view_metrics(guided_pred, masks, "3dovs"))
             views["nearest"].append(view_metrics(teacher_segmentation(tiles, text, height, width), masks, "3dovs"))
+            guided_pred = (F.normalize(in_run_space(guided), dim=-1) @ text.T).argmax(dim=-1).reshape(height, width)
+            views["run_space_guided"].append(view_metrics(guided_pred, masks, "3dovs"))
+            nearest_pred = teacher_segmentation(in_run_space(tiles), text, height, width)
+            views["run_space_nearest"].append(view_metrics(nearest_pred, masks, "3dovs"))
         result = {}
         for key, scored in views.items():
             summary = aggregate(scored)

@@ -339,6 +339,7 @@ class QualityBenchmark:
             # The number that counts: the saved run, reloaded through nerfstudio's own eval_setup.
             reloaded = self.load_saved_run(config_path)
             scores = self.score_model(reloaded, info)
+            scores["teacher_in_run_space"] = self.score_teacher(reloaded, info, in_run_space=True)
             scores["in_process_miou"] = in_process["miou"]
             scores["reload_miou_difference"] = scores["miou"] - in_process["miou"]
             model_config = reloaded.model.config
@@ -464,8 +465,9 @@ class QualityBenchmark:
         }
 
     @torch.no_grad()
-    def score_teacher(self, pipeline, info) -> dict[str, Any]:
-        """The teacher's own 2D segmentation of each view, from the very tile features the model trained on."""
+    def score_teacher(self, pipeline, info, in_run_space: bool = False) -> dict[str, Any]:
+        """The teacher's own 2D segmentation of each view, from the very tile features the model trained on; with
+        ``in_run_space``, those features scored where the run scores its own (``teacher_in_scoring_space``)."""
         from laser_ns.eval.consistency import teacher_segmentation
 
         model = pipeline.model
@@ -473,12 +475,13 @@ class QualityBenchmark:
             raise RuntimeError(f"Model classes {model.class_names} differ from the scene's {info.class_names}.")
         features = pipeline.datamanager.tile_features
         train_index = self._train_indices(pipeline, info)
-        predictions = {
-            i: teacher_segmentation(
-                features[train_index[i]].float().cpu(), model.predictor.class_text.cpu(), info.height, info.width
-            )
-            for i in info.annotated_views
-        }
+        predictions = {}
+        for i in info.annotated_views:
+            tiles = features[train_index[i]].float().to(model.device)
+            if in_run_space:
+                tiles = model.teacher_in_scoring_space(tiles)
+            text = model.predictor.class_text.float()
+            predictions[i] = teacher_segmentation(tiles, text, info.height, info.width).cpu()
         return self._score_views(predictions, info)
 
     @torch.no_grad()
