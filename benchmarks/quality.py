@@ -335,11 +335,12 @@ class QualityBenchmark:
                 result["teacher"] = self.score_teacher(trainer.pipeline, info)
             in_process = self.score_model(trainer.pipeline, info)
             config_path = trainer.config.get_base_dir() / "config.yml"
-            del trainer
-            # The number that counts: the saved run, reloaded through nerfstudio's own eval_setup.
+            # The number that counts: the saved run, reloaded through nerfstudio's own eval_setup. A reloaded
+            # pipeline holds no teacher tiles, so the teacher in the run's space takes the training pipeline's.
             reloaded = self.load_saved_run(config_path)
             scores = self.score_model(reloaded, info)
-            scores["teacher_in_run_space"] = self.score_teacher(reloaded, info, in_run_space=True)
+            scores["teacher_in_run_space"] = self.score_teacher(trainer.pipeline, info, run_model=reloaded.model)
+            del trainer
             scores["in_process_miou"] = in_process["miou"]
             scores["reload_miou_difference"] = scores["miou"] - in_process["miou"]
             model_config = reloaded.model.config
@@ -465,12 +466,13 @@ class QualityBenchmark:
         }
 
     @torch.no_grad()
-    def score_teacher(self, pipeline, info, in_run_space: bool = False) -> dict[str, Any]:
-        """The teacher's own 2D segmentation of each view, from the very tile features the model trained on; with
-        ``in_run_space``, those features scored where the run scores its own (``teacher_in_scoring_space``)."""
+    def score_teacher(self, pipeline, info, run_model=None) -> dict[str, Any]:
+        """The teacher's own 2D segmentation of each view, from the very tile features the model trained on (the
+        training pipeline's); with ``run_model`` (the saved run, reloaded), those features scored where that run
+        scores its own (``teacher_in_scoring_space``)."""
         from laser_ns.eval.consistency import teacher_segmentation
 
-        model = pipeline.model
+        model = pipeline.model if run_model is None else run_model
         if list(model.class_names) != list(info.class_names):
             raise RuntimeError(f"Model classes {model.class_names} differ from the scene's {info.class_names}.")
         features = pipeline.datamanager.tile_features
@@ -478,7 +480,7 @@ class QualityBenchmark:
         predictions = {}
         for i in info.annotated_views:
             tiles = features[train_index[i]].float().to(model.device)
-            if in_run_space:
+            if run_model is not None:
                 tiles = model.teacher_in_scoring_space(tiles)
             text = model.predictor.class_text.float()
             predictions[i] = teacher_segmentation(tiles, text, info.height, info.width).cpu()
