@@ -251,7 +251,8 @@ class LaserModel(NerfactoModel):
     def teacher_in_scoring_space(self, teacher: Float[Tensor, "*batch D"]) -> Float[Tensor, "*batch D"]:
         """Teacher features where this run scores text against its own rendered features (its distillation target,
         then :meth:`scoring_space`): the teacher's 2D segmentation scored like for like with the run's. Tiles
-        without signal stay zero (no class)."""
+        without signal stay zero (no class). With ``adapter_at_inference`` the run also adapts its features
+        (attention across the rays of a chunk); the tiles are not adapted."""
         rows = teacher.reshape(-1, teacher.shape[-1])
         scored = self.scoring_space(self.teacher_targets(rows))
         return torch.where(valid_tiles(rows)[:, None], scored, torch.zeros_like(scored)).reshape(teacher.shape)
