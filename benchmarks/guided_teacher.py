@@ -66,8 +66,10 @@ class GuidedTeacher:
         views: dict[str, list] = {"nearest": [], "guided": [], "run_space_nearest": [], "run_space_guided": []}
         model = pipeline.model
 
-        def in_run_space(features: torch.Tensor) -> torch.Tensor:
-            return model.teacher_in_scoring_space(features.to(model.device)).cpu()
+        spaces = {  # key prefix -> map of the features before they are scored
+            "": lambda features: features,
+            "run_space_": lambda features: model.teacher_in_scoring_space(features.to(model.device)).cpu(),
+        }
 
         for idx in range(len(dataset)):
             image_index = dataset.metadata["image_indices"][idx]
@@ -93,13 +95,11 @@ class GuidedTeacher:
                 self.space_sigma,
                 self.colour_sigma,
             )
-            guided_pred = (F.normalize(guided, dim=-1) @ text.T).argmax(dim=-1).reshape(height, width)
-            views["guided"].append(view_metrics(guided_pred, masks, "3dovs"))
-            views["nearest"].append(view_metrics(teacher_segmentation(tiles, text, height, width), masks, "3dovs"))
-            guided_pred = (F.normalize(in_run_space(guided), dim=-1) @ text.T).argmax(dim=-1).reshape(height, width)
-            views["run_space_guided"].append(view_metrics(guided_pred, masks, "3dovs"))
-            nearest_pred = teacher_segmentation(in_run_space(tiles), text, height, width)
-            views["run_space_nearest"].append(view_metrics(nearest_pred, masks, "3dovs"))
+            for prefix, to_space in spaces.items():
+                guided_pred = (F.normalize(to_space(guided), dim=-1) @ text.T).argmax(dim=-1).reshape(height, width)
+                views[f"{prefix}guided"].append(view_metrics(guided_pred, masks, "3dovs"))
+                nearest_pred = teacher_segmentation(to_space(tiles), text, height, width)
+                views[f"{prefix}nearest"].append(view_metrics(nearest_pred, masks, "3dovs"))
         result = {}
         for key, scored in views.items():
             summary = aggregate(scored)

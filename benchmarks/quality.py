@@ -477,12 +477,12 @@ class QualityBenchmark:
             raise RuntimeError(f"Model classes {model.class_names} differ from the scene's {info.class_names}.")
         features = pipeline.datamanager.tile_features
         train_index = self._train_indices(pipeline, info)
+        text = model.predictor.class_text.float()
         predictions = {}
         for i in info.annotated_views:
             tiles = features[train_index[i]].float().to(model.device)
             if run_model is not None:
                 tiles = model.teacher_in_scoring_space(tiles)
-            text = model.predictor.class_text.float()
             predictions[i] = teacher_segmentation(tiles, text, info.height, info.width).cpu()
         return self._score_views(predictions, info)
 
