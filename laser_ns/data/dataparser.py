@@ -49,6 +49,16 @@ class LaserDataParser(DataParser):
 
     def __init__(self, config: LaserDataParserConfig):
         super().__init__(config=config)
+        # nerfstudio asks for the train split and then the eval split; both are cut from one parse of the scene.
+        self._parsed: tuple[tuple, DataparserOutputs, SceneSemantics] | None = None
+
+    def _parse(self) -> tuple[DataparserOutputs, SceneSemantics]:
+        """The whole scene and its annotations, read once per setting of the config (a changed config reads again)."""
+        key = (self.config.data, self.config.scene_format, self.config.scene_scale)
+        if self._parsed is None or self._parsed[0] != key:
+            full = self._parse_llff() if self.scene_format() == "llff" else self._parse_nerfstudio()
+            self._parsed = (key, full, load_semantics(self.config.data, full.image_filenames))
+        return self._parsed[1], self._parsed[2]
 
     def scene_format(self) -> Literal["llff", "nerfstudio"]:
         data = self.config.data
@@ -70,11 +80,7 @@ class LaserDataParser(DataParser):
         )
 
     def _generate_dataparser_outputs(self, split: str = "train", **kwargs) -> DataparserOutputs:
-        if self.scene_format() == "llff":
-            full = self._parse_llff()
-        else:
-            full = self._parse_nerfstudio()
-        semantics = load_semantics(self.config.data, full.image_filenames)
+        full, semantics = self._parse()
         indices = self._split_indices(split, len(full.image_filenames), semantics)
         metadata = {
             "class_names": list(semantics.class_names),

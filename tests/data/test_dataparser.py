@@ -136,3 +136,21 @@ def test_missing_scene_folder_names_the_saved_config_key(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     with pytest.raises(SceneFormatError, match=r"relative to the current folder .*pipeline.datamanager.data"):
         parse(Path("moved_scene"))
+
+
+def test_train_and_eval_splits_come_from_one_read_of_the_scene(scene, monkeypatch):
+    """nerfstudio's datamanager asks one parser for the train split, then the eval split: the scene is read once."""
+    import laser_ns.data.dataparser as dataparser_module
+
+    reads = []
+    real = dataparser_module.load_semantics
+    monkeypatch.setattr(dataparser_module, "load_semantics", lambda *a, **k: reads.append(a) or real(*a, **k))
+    parser = LaserDataParserConfig(data=scene).setup()
+    train = parser.get_dataparser_outputs(split="train")
+    evaluation = parser.get_dataparser_outputs(split="test")
+    assert len(reads) == 1
+    assert len(train.image_filenames) == 8 and evaluation.metadata["image_indices"] == [0, 5]
+    # A changed setting is a different scene: it is read again.
+    parser.config.scene_scale = 2.0
+    parser.get_dataparser_outputs(split="train")
+    assert len(reads) == 2
