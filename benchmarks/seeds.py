@@ -6,11 +6,19 @@ Each report is one seed (the seed changes the generated scene's small jitters, t
 training's random stream). For every scene and variant present in all reports, the table gives the teacher's 2D
 mIoU and Laser's 3D mIoU as mean, minimum and maximum over the seeds, and on how many seeds Laser meets issue 5's
 target (3D mIoU at least 10 points above the teacher's own on the same seed).
+
+    python benchmarks/seeds.py --targets defaults "plain, colour-guided targets" benchmarks/quality_seed*.json
+
+``--targets MODEL BASELINE`` prints issue 17's targets instead: per scene and seed, MODEL against the teacher (in
+CLIP's space and, where the report holds it, in the run's space), the classes MODEL leaves under 30 IoU that the
+teacher has at 20 or more, MODEL against BASELINE with a 95% interval on the mean paired difference, and the largest
+reload difference.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import statistics
 import sys
 from pathlib import Path
@@ -92,9 +100,77 @@ def checks_table(reports: list[dict[str, Any]], variant: str) -> str:
     return "\n".join(lines)
 
 
+# Two-sided 95% quantiles of Student's t by degrees of freedom (the seeds minus one).
+T_95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262}
+TARGET_CLASS_FLOOR, TARGET_CLASS_TEACHER = 0.30, 0.20
+
+
+def _interval(diffs: list[float]) -> str:
+    """Mean of paired differences in points, with a 95% t-interval when there are two to ten of them."""
+    mean = 100 * statistics.mean(diffs)
+    if not 2 <= len(diffs) <= len(T_95) + 1:
+        return f"{mean:+.1f}"
+    half = T_95[len(diffs) - 1] * 100 * statistics.stdev(diffs) / math.sqrt(len(diffs))
+    return f"{mean:+.1f} [{mean - half:+.1f}, {mean + half:+.1f}]"
+
+
+def _per_seed(diffs: list[float]) -> str:
+    return " / ".join(f"{100 * d:+.1f}" for d in diffs)
+
+
+def _lost_classes(ours: list[dict[str, Any]], teachers: list[dict[str, Any]]) -> str:
+    """Classes under 30 IoU on some seed where that seed's teacher has 20 or more."""
+    names = set()
+    for o, t in zip(ours, teachers, strict=True):
+        for name, iou in o["per_class_iou"].items():
+            if (iou or 0.0) < TARGET_CLASS_FLOOR and (t["per_class_iou"][name] or 0.0) >= TARGET_CLASS_TEACHER:
+                names.add(name)
+    return ", ".join(sorted(names)) or "none"
+
+
+def target_table(reports: list[dict[str, Any]], model: str, baseline: str) -> str:
+    """Markdown: issue 17's targets for ``model`` on every scene that holds both variants in every report."""
+    lines = [
+        f"| scene | seeds | {model} - teacher (CLIP space), per seed: mean | - teacher in the run's space | "
+        f"classes under 30 with teacher >= 20 (CLIP space; run space) | {model} - {baseline}, per seed: mean [95%] "
+        "| largest reload difference (pts) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for scene in reports[0]["scenes"]:
+        found = [r["scenes"].get(scene) for r in reports]
+        if not all(f and model in f["variants"] and baseline in f["variants"] for f in found):
+            continue
+        ours = [f["variants"][model] for f in found]
+        theirs = [f["variants"][baseline] for f in found]
+        teacher = [f["teacher"] for f in found]
+        over_teacher = [o["miou"] - t["miou"] for o, t in zip(ours, teacher, strict=True)]
+        fair = [o.get("teacher_in_run_space") for o in ours]
+        if all(fair):
+            over_fair = [o["miou"] - t["miou"] for o, t in zip(ours, fair, strict=True)]
+            fair_text = f"{_per_seed(over_fair)}: {100 * statistics.mean(over_fair):+.1f}"
+        else:
+            fair_text = f"not recorded on {sum(not f for f in fair)} of {len(fair)} seeds"
+
+        over_baseline = [o["miou"] - b["miou"] for o, b in zip(ours, theirs, strict=True)]
+        reload = max(abs(v.get("reload_miou_difference", float("nan"))) for v in ours + theirs)
+        lines.append(
+            f"| {scene} | {len(found)} | {_per_seed(over_teacher)}: {100 * statistics.mean(over_teacher):+.1f} "
+            f"| {fair_text} | {_lost_classes(ours, teacher)}; {_lost_classes(ours, fair) if all(fair) else 'n/a'} "
+            f"| {_per_seed(over_baseline)}: {_interval(over_baseline)} | {100 * reload:.2f} |"
+        )
+    return "\n".join(lines)
+
+
 if __name__ == "__main__":
     if len(sys.argv) < 2:
-        raise SystemExit("usage: python benchmarks/seeds.py REPORT.json [REPORT.json ...] (one per seed)")
+        raise SystemExit(
+            "usage: python benchmarks/seeds.py [--targets MODEL BASELINE] REPORT.json [REPORT.json ...] (one per seed)"
+        )
+    if sys.argv[1] == "--targets":
+        if len(sys.argv) < 5:
+            raise SystemExit("usage: python benchmarks/seeds.py --targets MODEL BASELINE REPORT.json [REPORT.json ...]")
+        print(target_table(load([Path(p) for p in sys.argv[4:]]), sys.argv[2], sys.argv[3]))
+        raise SystemExit(0)
     loaded = load([Path(p) for p in sys.argv[1:]])
     print(seed_table(loaded))
     for variant in loaded[0]["scenes"][next(iter(loaded[0]["scenes"]))]["variants"]:
