@@ -162,6 +162,9 @@ def target_table(reports: list[dict[str, Any]], model: str, baseline: str) -> st
 
 
 if __name__ == "__main__":
+    if len(sys.argv) > 1 and sys.argv[1] in ("-h", "--help"):
+        print(__doc__)
+        raise SystemExit(0)
     if len(sys.argv) < 2:
         raise SystemExit(
             "usage: python benchmarks/seeds.py [--targets MODEL BASELINE] REPORT.json [REPORT.json ...] (one per seed)"
