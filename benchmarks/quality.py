@@ -402,13 +402,14 @@ class QualityBenchmark:
             teacher.label_noise = self.label_noise
             teacher.boundary_mixing = self.boundary_mixing
             teacher.seed = self.seed
+        # Every option goes through set_model_options, which refuses a name the config does not have (a typo in a
+        # variant would otherwise add an attribute nothing reads and measure the defaults under another name).
         datamanager_options = {k: v for k, v in switches.items() if k.startswith("datamanager.")}
-        for key, value in datamanager_options.items():
-            setattr(config.pipeline.datamanager, key.removeprefix("datamanager."), value)
+        set_model_options(config.pipeline, datamanager_options)
         optimizer_options = {k: v for k, v in switches.items() if k.startswith("optimizers.")}
         for key, value in optimizer_options.items():
             _, group, name = key.split(".")
-            setattr(config.optimizers[group]["optimizer"], name, value)
+            set_model_options(config.optimizers[group]["optimizer"], {name: value})
         set_model_options(
             config.pipeline.model,
             {k: v for k, v in switches.items() if k not in datamanager_options and k not in optimizer_options},
